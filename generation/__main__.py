@@ -1,0 +1,7 @@
+"""``python -m generation``: see ``generation.cli``."""
+
+import sys
+
+from generation.cli import main
+
+sys.exit(main())

@@ -1,0 +1,76 @@
+"""Audio post-processing and encoding. Arrays in, bytes or files out; no Azure.
+
+Clip protection: a stem whose peak exceeds -1 dBFS is scaled down as a whole so its peak
+sits at -1 dBFS; quieter stems are left untouched, so stems keep their balance. Nothing
+written by this module ever clips.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from generation.request import OutputFormat
+
+PEAK_CEILING_DBFS = -1.0
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How an ``OutputFormat`` is written: container, sample type, extension and MIME type."""
+
+    container: str
+    subtype: str
+    extension: str
+    content_type: str
+
+
+ENCODINGS: dict[OutputFormat, Encoding] = {
+    OutputFormat.WAV: Encoding("WAV", "PCM_16", "wav", "audio/wav"),
+    OutputFormat.WAV_24: Encoding("WAV", "PCM_24", "wav", "audio/wav"),
+    OutputFormat.WAV_FLOAT: Encoding("WAV", "FLOAT", "wav", "audio/wav"),
+}
+
+
+def db_to_gain(db: float) -> float:
+    return float(10 ** (db / 20))
+
+
+def protect_from_clipping(audio: np.ndarray, ceiling_dbfs: float = PEAK_CEILING_DBFS) -> np.ndarray:
+    """``audio`` (any shape, float) scaled down so its peak is at most ``ceiling_dbfs``.
+
+    Non-finite samples (never expected from the codec) become silence rather than noise.
+    """
+    clean = np.nan_to_num(np.asarray(audio, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    ceiling = db_to_gain(ceiling_dbfs)
+    peak = float(np.max(np.abs(clean))) if clean.size else 0.0
+    if peak > ceiling:
+        clean = clean * (ceiling / peak)
+    return clean
+
+
+def encode_audio(audio: np.ndarray, sample_rate: int, output_format: OutputFormat) -> bytes:
+    """Encode ``audio`` (float, shape ``[channels, samples]``) as a file in memory."""
+    encoding = ENCODINGS[output_format]
+    buffer = io.BytesIO()
+    frames = np.ascontiguousarray(np.atleast_2d(audio).T)  # soundfile wants [samples, channels]
+    sf.write(buffer, frames, sample_rate, format=encoding.container, subtype=encoding.subtype)
+    return buffer.getvalue()
+
+
+def write_audio(
+    path: Path, audio: np.ndarray, sample_rate: int, output_format: OutputFormat
+) -> Path:
+    """Write ``audio`` (float, ``[channels, samples]``) to ``path`` atomically; returns it."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_bytes(encode_audio(audio, sample_rate, output_format))
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,268 @@
+"""Load MusicGen once per process, lazily and thread-safely, from a cache directory.
+
+The checkpoint is a hub id (downloaded into ``MODEL_CACHE_DIR`` on first use, then read
+from there without the network) or a local directory. There is no fallback: a failure
+raises ``ModelLoadError`` naming the model, the cache directory and the cause, and the
+holder reports ``failed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import torch
+from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
+
+from generation.errors import ModelLoadError, ModelNotReadyError
+from generation.settings import GenerationSettings
+
+logger = logging.getLogger(__name__)
+
+
+class ModelState(StrEnum):
+    """Where the model of this process stands (the health endpoint reports it)."""
+
+    NOT_LOADED = "not_loaded"
+    LOADING = "loading"
+    AVAILABLE = "available"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded checkpoint and the facts generation needs about it."""
+
+    model: MusicgenForConditionalGeneration
+    processor: MusicgenProcessor
+    model_id: str
+    device: torch.device
+    sample_rate: int  # Hz
+    frame_rate: float  # decoder steps (codec frames) per second of audio
+    num_codebooks: int
+    load_seconds: float
+    # One generation at a time per model: torch's seeded RNG is process-global, and
+    # the cores are saturated by a single generate call anyway.
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+
+def resolve_device(use_gpu: bool) -> torch.device:
+    """CUDA when asked for and present; otherwise CPU (with a warning if CUDA was asked for)."""
+    if use_gpu:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        logger.warning("USE_GPU is true but no CUDA device is available: running on CPU")
+    return torch.device("cpu")
+
+
+def _is_local_source(source: str) -> bool:
+    return Path(source).exists() or source.startswith(("/", "./", "../", "~"))
+
+
+def describe_load_failure(error: BaseException) -> str:
+    """A one-line cause for a load failure: no network, no disk space, corrupt files, ..."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for item in chain:
+        if isinstance(item, OSError) and item.errno == errno.ENOSPC:
+            return f"no disk space left to store the model ({item})"
+    names = " ".join(type(item).__name__ for item in chain)
+    text = " ".join(str(item) for item in chain)
+    if "RepositoryNotFound" in names:
+        return "no such model on the Hugging Face hub (check MUSICGEN_MODEL)"
+    if any(
+        marker in names or marker in text
+        for marker in (
+            "LocalEntryNotFound",
+            "ConnectionError",
+            "ConnectError",
+            "offline mode",
+            "Max retries exceeded",
+            "Temporary failure in name resolution",
+        )
+    ):
+        return (
+            "the model is not in the cache and the Hugging Face hub cannot be reached "
+            "(no network access?); download it once into the cache or point MUSICGEN_MODEL "
+            "at a local directory"
+        )
+    if isinstance(error, json.JSONDecodeError) or any(
+        marker in names or marker in text
+        for marker in (
+            "SafetensorError",
+            "deserializ",
+            "JSONDecodeError",
+            "invalid load key",
+            "unexpected EOF",
+            "incomplete metadata",
+            "HeaderTooLarge",
+        )
+    ):
+        return f"corrupt or incomplete model files ({type(error).__name__}: {error})"
+    return f"{type(error).__name__}: {error}"
+
+
+def load_model(settings: GenerationSettings) -> LoadedModel:
+    """Load the checkpoint named by ``settings`` now; raises ``ModelLoadError``."""
+    source = settings.musicgen_model
+    cache_dir = settings.model_cache_dir
+    started = time.perf_counter()
+    if _is_local_source(source) and not Path(source).expanduser().is_dir():
+        raise ModelLoadError(source, cache_dir, "local model directory does not exist")
+    if cache_dir is not None:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ModelLoadError(source, cache_dir, describe_load_failure(error)) from error
+    device = resolve_device(settings.use_gpu)
+    try:
+        model, processor = _from_pretrained(source, cache_dir)
+        model = model.to(device).eval()
+    except ModelLoadError:
+        raise
+    except Exception as error:
+        raise ModelLoadError(source, cache_dir, describe_load_failure(error)) from error
+    audio_config = model.config.audio_encoder
+    sample_rate = int(audio_config.sampling_rate)
+    hop = 1
+    for ratio in audio_config.upsampling_ratios:
+        hop *= int(ratio)
+    return LoadedModel(
+        model=model,
+        processor=processor,
+        model_id=source,
+        device=device,
+        sample_rate=sample_rate,
+        frame_rate=sample_rate / hop,
+        num_codebooks=int(model.decoder.num_codebooks),
+        load_seconds=time.perf_counter() - started,
+    )
+
+
+def _from_pretrained(
+    source: str, cache_dir: Path | None
+) -> tuple[MusicgenForConditionalGeneration, MusicgenProcessor]:
+    """Read from the cache first; go to the network only when the cache lacks the model."""
+    kwargs: dict = {"cache_dir": str(cache_dir) if cache_dir else None}
+    if _is_local_source(source):
+        path = str(Path(source).expanduser())
+        return (
+            MusicgenForConditionalGeneration.from_pretrained(path),
+            MusicgenProcessor.from_pretrained(path),
+        )
+    try:
+        return (
+            MusicgenForConditionalGeneration.from_pretrained(
+                source, local_files_only=True, **kwargs
+            ),
+            MusicgenProcessor.from_pretrained(source, local_files_only=True, **kwargs),
+        )
+    except OSError:
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+            raise
+        logger.info("model %s not in cache %s: downloading it once", source, cache_dir)
+    return (
+        MusicgenForConditionalGeneration.from_pretrained(source, **kwargs),
+        MusicgenProcessor.from_pretrained(source, **kwargs),
+    )
+
+
+class ModelHolder:
+    """Holds this process's model: loads it once, on first use or by ``warm_up_in_background``."""
+
+    def __init__(self, settings: GenerationSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._state = ModelState.NOT_LOADED
+        self._loaded: LoadedModel | None = None
+        self._error: ModelLoadError | None = None
+
+    @property
+    def state(self) -> ModelState:
+        return self._state
+
+    @property
+    def error(self) -> ModelLoadError | None:
+        """The load failure, when ``state`` is ``failed``."""
+        return self._error
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model runs (or will run) on."""
+        return self._loaded.device if self._loaded else resolve_device(self._settings.use_gpu)
+
+    def get(self) -> LoadedModel:
+        """The loaded model, loading it now if needed (blocks); raises ``ModelLoadError``."""
+        if self._loaded is not None:
+            return self._loaded
+        with self._lock:
+            if self._loaded is not None:
+                return self._loaded
+            if self._error is not None:
+                raise self._error
+            self._state = ModelState.LOADING
+            logger.info(
+                "loading MusicGen %s (cache: %s)",
+                self._settings.musicgen_model,
+                self._settings.model_cache_dir or "default Hugging Face cache",
+            )
+            try:
+                loaded = load_model(self._settings)
+            except ModelLoadError as error:
+                self._error = error
+                self._state = ModelState.FAILED
+                logger.error("MusicGen failed to load: %s", error)  # noqa: TRY400 - cause is in the text
+                raise
+            self._loaded = loaded
+            self._state = ModelState.AVAILABLE
+            logger.info(
+                "MusicGen loaded successfully in %.1f s (%s on %s)",
+                loaded.load_seconds,
+                loaded.model_id,
+                loaded.device,
+            )
+            return loaded
+
+    def get_if_ready(self) -> LoadedModel:
+        """The model if already loaded; raises ``ModelNotReadyError`` or the load error."""
+        if self._loaded is not None:
+            return self._loaded
+        if self._error is not None:
+            raise self._error
+        raise ModelNotReadyError(f"MusicGen is {self._state.value}; try again shortly")
+
+    def warm_up_in_background(self) -> threading.Thread:
+        """Start loading in a daemon thread, so start-up is not blocked; returns the thread."""
+
+        def _load() -> None:
+            # A failure is already logged and recorded in ``state``/``error``.
+            with contextlib.suppress(ModelLoadError):
+                self.get()
+
+        thread = threading.Thread(target=_load, name="musicgen-warmup", daemon=True)
+        thread.start()
+        return thread
+
+
+_holders: dict[tuple, ModelHolder] = {}
+_holders_lock = threading.Lock()
+
+
+def model_holder(settings: GenerationSettings) -> ModelHolder:
+    """The process-wide holder for the model named by ``settings`` (one per model variant)."""
+    key = (settings.musicgen_model, settings.model_cache_dir, settings.use_gpu)
+    with _holders_lock:
+        if key not in _holders:
+            _holders[key] = ModelHolder(settings)
+        return _holders[key]

@@ -1,0 +1,117 @@
+"""Settings, read once from the environment into typed objects.
+
+``GenerationSettings`` is all the core and the CLI need; ``ServiceSettings`` adds what the
+Azure Functions app needs (storage, callbacks). Every key is listed in
+``local.settings.sample.json`` and in the README. A bad value fails at start with a message
+naming the environment key.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from generation.errors import SettingsError
+
+DEFAULT_MODEL_ID = "facebook/musicgen-small"
+
+
+class GenerationSettings(BaseSettings):
+    """What model to load, where to cache it, on which device, and generation defaults."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", protected_namespaces=(), validate_default=True
+    )
+
+    musicgen_model: str = Field(
+        DEFAULT_MODEL_ID, min_length=1, description="Hub id or local directory of the checkpoint."
+    )
+    model_cache_dir: Path | None = Field(
+        None, description="Where downloads go and are reused (a mounted volume in the container)."
+    )
+    use_gpu: bool = Field(
+        False, description="Run on CUDA when present; otherwise warn and use CPU."
+    )
+    default_duration_seconds: float = Field(10.0, gt=0, le=300)
+    default_top_k: int = Field(250, ge=0, le=2048, description="0 disables top-k.")
+    default_top_p: float = Field(0.0, ge=0, le=1, description="0 disables nucleus sampling.")
+    default_temperature: float = Field(1.0, gt=0, le=10)
+    default_guidance_scale: float = Field(3.0, ge=0, le=20, description="Classifier-free guidance.")
+    window_seconds: float = Field(
+        30.0, ge=2, le=40, description="Longest stretch generated in one pass (model window)."
+    )
+    extend_stride_seconds: float = Field(
+        18.0, gt=0, description="New audio added per continuation window beyond the first."
+    )
+
+    @model_validator(mode="after")
+    def _stride_inside_window(self) -> GenerationSettings:
+        if self.extend_stride_seconds >= self.window_seconds:
+            raise ValueError("EXTEND_STRIDE_SECONDS must be smaller than WINDOW_SECONDS")
+        return self
+
+
+class ServiceSettings(GenerationSettings):
+    """Settings of the Functions app: the generation ones plus storage and callbacks."""
+
+    azure_storage_connection_string: SecretStr | None = Field(
+        None, description="Storage connection string (the old worker's setting)."
+    )
+    azure_storage_account_url: str | None = Field(
+        None,
+        description="https://<account>.blob.core.windows.net, used with DefaultAzureCredential.",
+    )
+    blob_container_name: str = Field("audio-files", min_length=3, max_length=63)
+    callback_url: str | None = Field(
+        None, description="Default callback when a request names none."
+    )
+    callback_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    callback_max_attempts: int = Field(5, ge=1, le=20)
+    callback_backoff_seconds: float = Field(1.0, ge=0, le=60)
+    model_warmup_on_start: bool = Field(
+        True, description="Load MusicGen in the background at start."
+    )
+
+    @model_validator(mode="after")
+    def _storage_configured(self) -> ServiceSettings:
+        if self.azure_storage_connection_string is None and not self.azure_storage_account_url:
+            raise ValueError(
+                "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL must be set"
+            )
+        return self
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        key = "_".join(str(p) for p in item["loc"]).upper() or "settings"
+        parts.append(f"{key}: {item['msg']}")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def _load(cls: type[GenerationSettings]) -> GenerationSettings:
+    try:
+        return cls()
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def load_generation_settings() -> GenerationSettings:
+    """Read ``GenerationSettings`` from the environment now (no caching)."""
+    return _load(GenerationSettings)
+
+
+def load_service_settings() -> ServiceSettings:
+    """Read ``ServiceSettings`` from the environment now (no caching)."""
+    settings = _load(ServiceSettings)
+    assert isinstance(settings, ServiceSettings)
+    return settings
+
+
+@functools.cache
+def service_settings() -> ServiceSettings:
+    """The service's settings, read once per process."""
+    return load_service_settings()

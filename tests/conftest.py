@@ -1,0 +1,38 @@
+"""Shared fixtures: the tiny random-weight MusicGen checkpoint, built once per session.
+
+``.ci/run`` builds it beforehand and points ``MUSICGEN_TEST_CHECKPOINT`` at it; without
+that variable the session builds its own (a few seconds).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from generation.checkpoints import build_checkpoint
+from generation.model_loader import LoadedModel, load_model
+from generation.settings import GenerationSettings
+
+pytest_plugins = ["tests.azurite"]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of the tiny checkpoint (loadable with ``from_pretrained``, offline)."""
+    prebuilt = os.environ.get("MUSICGEN_TEST_CHECKPOINT")
+    if prebuilt and (Path(prebuilt) / "config.json").is_file():
+        return Path(prebuilt)
+    return build_checkpoint("tiny", tmp_path_factory.mktemp("tiny-musicgen"))
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tiny_checkpoint: Path) -> GenerationSettings:
+    return GenerationSettings(musicgen_model=str(tiny_checkpoint))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_settings: GenerationSettings) -> LoadedModel:
+    """The tiny checkpoint loaded through the product's own loading code."""
+    return load_model(tiny_settings)

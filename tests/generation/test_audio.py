@@ -1,0 +1,46 @@
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from generation.audio import ENCODINGS, db_to_gain, encode_audio, protect_from_clipping, write_audio
+from generation.request import OutputFormat
+
+
+def test_loud_audio_is_scaled_to_the_ceiling():
+    loud = np.array([[0.0, 2.0, -4.0]], dtype=np.float32)
+    out = protect_from_clipping(loud)
+    assert np.max(np.abs(out)) == pytest.approx(db_to_gain(-1.0))
+    assert out[0, 1] / out[0, 2] == pytest.approx(-0.5)  # shape kept
+
+
+def test_quiet_audio_is_untouched_and_nan_becomes_silence():
+    quiet = np.array([[0.1, -0.2, np.nan]], dtype=np.float32)
+    out = protect_from_clipping(quiet)
+    assert out.tolist()[0][:2] == pytest.approx([0.1, -0.2])
+    assert out[0, 2] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype"),
+    [
+        (OutputFormat.WAV, "PCM_16"),
+        (OutputFormat.WAV_24, "PCM_24"),
+        (OutputFormat.WAV_FLOAT, "FLOAT"),
+    ],
+)
+def test_formats_round_trip_with_their_sample_type(fmt, subtype):
+    audio = (0.5 * np.sin(np.linspace(0, 100, 3200))).astype(np.float32)[None, :]
+    data = encode_audio(audio, 32000, fmt)
+    info = sf.info(io.BytesIO(data))
+    assert (info.samplerate, info.frames, info.channels, info.subtype) == (32000, 3200, 1, subtype)
+    decoded, _ = sf.read(io.BytesIO(data), dtype="float32")
+    assert np.allclose(decoded, audio[0], atol=1e-4)
+    assert ENCODINGS[fmt].content_type == "audio/wav"
+
+
+def test_write_audio_leaves_no_partial_file(tmp_path):
+    path = write_audio(tmp_path / "x.wav", np.zeros((1, 10)), 32000, OutputFormat.WAV)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]
+    assert sf.info(str(path)).frames == 10

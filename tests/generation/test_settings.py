@@ -1,0 +1,79 @@
+import pytest
+
+from generation.errors import SettingsError
+from generation.settings import (
+    DEFAULT_MODEL_ID,
+    load_generation_settings,
+    load_service_settings,
+)
+
+SERVICE_KEYS = ["AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_URL"]
+ALL_KEYS = [
+    "MUSICGEN_MODEL",
+    "MODEL_CACHE_DIR",
+    "USE_GPU",
+    "DEFAULT_TOP_K",
+    "DEFAULT_TEMPERATURE",
+    "WINDOW_SECONDS",
+    "EXTEND_STRIDE_SECONDS",
+    *SERVICE_KEYS,
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for key in ALL_KEYS:
+        monkeypatch.delenv(key, raising=False)
+
+
+def test_defaults_point_at_the_real_hub_checkpoint():
+    settings = load_generation_settings()
+    assert settings.musicgen_model == DEFAULT_MODEL_ID
+    assert settings.model_cache_dir is None
+    assert settings.use_gpu is False
+    assert settings.default_top_k == 250 and settings.default_guidance_scale == 3.0
+
+
+def test_values_are_read_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MUSICGEN_MODEL", str(tmp_path))
+    monkeypatch.setenv("MODEL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("USE_GPU", "true")
+    settings = load_generation_settings()
+    assert settings.musicgen_model == str(tmp_path)
+    assert settings.model_cache_dir == tmp_path / "cache"
+    assert settings.use_gpu is True
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("USE_GPU", "maybe"),
+        ("DEFAULT_TOP_K", "-3"),
+        ("DEFAULT_TEMPERATURE", "0"),
+        ("WINDOW_SECONDS", "ninety"),
+    ],
+)
+def test_a_bad_value_fails_naming_the_key(monkeypatch, key, value):
+    monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError, match=key):
+        load_generation_settings()
+
+
+def test_stride_must_fit_inside_the_window(monkeypatch):
+    monkeypatch.setenv("WINDOW_SECONDS", "10")
+    monkeypatch.setenv("EXTEND_STRIDE_SECONDS", "10")
+    with pytest.raises(SettingsError, match="EXTEND_STRIDE_SECONDS"):
+        load_generation_settings()
+
+
+def test_service_requires_storage_and_names_the_keys():
+    with pytest.raises(SettingsError, match="AZURE_STORAGE_CONNECTION_STRING"):
+        load_service_settings()
+
+
+def test_service_accepts_a_connection_string_and_keeps_it_secret(monkeypatch):
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountKey=sekrit")
+    settings = load_service_settings()
+    assert settings.blob_container_name == "audio-files"
+    assert "sekrit" not in repr(settings)
+    assert settings.azure_storage_connection_string.get_secret_value() == "AccountKey=sekrit"
