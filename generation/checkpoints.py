@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -186,7 +187,8 @@ def _randomize_codebooks(model: MusicgenForConditionalGeneration) -> None:
     """Give EnCodec's codebooks random vectors: transformers initialises them to zeros,
     which would make the decoded audio independent of the generated tokens."""
     with torch.no_grad():
-        for layer in model.audio_encoder.quantizer.layers:
+        quantizer: Any = model.audio_encoder.quantizer
+        for layer in quantizer.layers:
             layer.codebook.embed.normal_()
             layer.codebook.embed_avg.copy_(layer.codebook.embed)
             layer.codebook.cluster_size.fill_(1.0)

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
@@ -128,12 +129,13 @@ def load_model(settings: GenerationSettings) -> LoadedModel:
     device = resolve_device(settings.use_gpu)
     try:
         model, processor = _from_pretrained(source, cache_dir)
-        model = model.to(device).eval()
+        model.to(device)  # type: ignore[arg-type]  # transformers wraps nn.Module.to
+        model.eval()
     except ModelLoadError:
         raise
     except Exception as error:
         raise ModelLoadError(source, cache_dir, describe_load_failure(error)) from error
-    audio_config = model.config.audio_encoder
+    audio_config: Any = model.config.audio_encoder
     sample_rate = int(audio_config.sampling_rate)
     hop = 1
     for ratio in audio_config.upsampling_ratios:

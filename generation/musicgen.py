@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -87,7 +88,8 @@ class _StepTracker(StoppingCriteria):
     ) -> torch.BoolTensor:
         self.tokens = input_ids
         self.on_step()
-        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        return cast(torch.BoolTensor, done)
 
 
 def undelay(tokens: torch.Tensor, batch: int, num_codebooks: int) -> torch.Tensor:
@@ -182,9 +184,8 @@ def generate_audio(
         assert codes is not None and audio is not None
         if len(plan.windows) > 1:
             # Decode the whole token stream at once: no seams between windows.
-            audio = model.audio_encoder.decode(
-                codes[None], audio_scales=[None] * batch
-            ).audio_values
+            codec: Any = model.audio_encoder
+            audio = codec.decode(codes[None], audio_scales=[None] * batch).audio_values
     result = audio[..., : plan.samples].float().cpu().numpy()
     if result.shape[-1] != plan.samples:
         raise RuntimeError(f"codec returned {result.shape[-1]} samples, expected {plan.samples}")

@@ -23,7 +23,11 @@ class GenerationSettings(BaseSettings):
     """What model to load, where to cache it, on which device, and generation defaults."""
 
     model_config = SettingsConfigDict(
-        case_sensitive=False, extra="ignore", protected_namespaces=(), validate_default=True
+        case_sensitive=False,
+        extra="ignore",
+        protected_namespaces=(),
+        validate_default=True,
+        env_ignore_empty=True,  # an empty value means "not set", never "set to empty"
     )
 
     musicgen_model: str = Field(

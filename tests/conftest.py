@@ -15,7 +15,7 @@ from generation.checkpoints import build_checkpoint
 from generation.model_loader import LoadedModel, load_model
 from generation.settings import GenerationSettings
 
-pytest_plugins = ["tests.azurite"]
+pytest_plugins = ["tests.azurite", "tests.service_fixtures"]
 
 
 @pytest.fixture(scope="session")

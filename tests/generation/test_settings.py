@@ -77,3 +77,12 @@ def test_service_accepts_a_connection_string_and_keeps_it_secret(monkeypatch):
     assert settings.blob_container_name == "audio-files"
     assert "sekrit" not in repr(settings)
     assert settings.azure_storage_connection_string.get_secret_value() == "AccountKey=sekrit"
+
+
+def test_an_empty_value_counts_as_not_set(monkeypatch):
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_URL", "https://acct.blob.core.windows.net")
+    monkeypatch.setenv("MODEL_CACHE_DIR", "")
+    settings = load_service_settings()
+    assert settings.azure_storage_connection_string is None
+    assert settings.model_cache_dir is None
