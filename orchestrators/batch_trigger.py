@@ -1,0 +1,149 @@
+"""Batch runs: a file of requests dropped into the ``generation-batches`` container.
+
+The file is a JSON array of request bodies or JSON Lines (one body per line). Each valid
+request starts one orchestration (idempotent by ``generation_request_id``, as POST
+/generate is); each invalid one gets a clear error. ``<name>.report.json`` is written
+beside the file. One bad line never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from generation.errors import InvalidRequestError
+from generation.request import parse_request
+from orchestrators import runtime
+from orchestrators.http_api import ORCHESTRATOR, DurableClient, _runtime_status
+
+logger = logging.getLogger(__name__)
+
+bp = df.Blueprint()
+
+REPORT_SUFFIX = ".report.json"
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+MAX_BATCH_REQUESTS = 1000
+_KEEP = {"Pending", "Running", "Completed", "ContinuedAsNew", "Suspended"}
+
+
+@dataclass
+class BatchReport:
+    """What happened to each entry of a batch file."""
+
+    batch: str
+    started_at: str
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        outcomes = [e["outcome"] for e in self.entries]
+        return {k: outcomes.count(k) for k in ("started", "duplicate", "invalid", "error")}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "counts": self.counts}
+
+
+def split_entries(data: bytes) -> list[tuple[int, Any | InvalidRequestError]]:
+    """The file's entries as ``(line or index, decoded JSON or the decoding error)``.
+
+    A file whose first non-blank character is ``[`` is one JSON array (numbered from 1);
+    anything else is JSON Lines (numbered by line; blank lines skipped).
+    """
+    text = data.decode("utf-8-sig")
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as error:
+            raise InvalidRequestError(f"batch file is not a valid JSON array: {error}") from None
+        return list(enumerate(items, start=1))
+    entries: list[tuple[int, Any | InvalidRequestError]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append((number, json.loads(line, parse_constant=_reject_constant)))
+        except (ValueError, RecursionError) as error:
+            entries.append((number, InvalidRequestError(f"line is not valid JSON: {error}")))
+    return entries
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+async def run_batch(name: str, data: bytes, client: DurableClient) -> BatchReport:
+    """Start an orchestration per valid entry of batch file ``name``; returns the report."""
+    report = BatchReport(batch=name, started_at=datetime.now(UTC).isoformat())
+    if len(data) > MAX_BATCH_BYTES:
+        report.error = f"batch file is larger than {MAX_BATCH_BYTES} bytes; nothing started"
+        return report
+    try:
+        entries = split_entries(data)
+    except (InvalidRequestError, UnicodeDecodeError) as error:
+        report.error = f"{error}; nothing started"
+        return report
+    if len(entries) > MAX_BATCH_REQUESTS:
+        report.error = f"batch has {len(entries)} requests, at most {MAX_BATCH_REQUESTS}"
+        return report
+    for position, item in entries:
+        report.entries.append(await _start_one(position, item, client))
+    logger.info("batch %s: %s", name, report.counts)
+    return report
+
+
+async def _start_one(position: int, item: Any, client: DurableClient) -> dict[str, Any]:
+    entry: dict[str, Any] = {"line": position}
+    if isinstance(item, InvalidRequestError):
+        return {**entry, "outcome": "invalid", "errors": item.errors}
+    try:
+        request = parse_request(item).with_seed()
+    except InvalidRequestError as error:
+        return {**entry, "outcome": "invalid", "errors": error.errors}
+    instance_id = request.generation_request_id
+    entry["generation_request_id"] = instance_id
+    try:
+        existing = _runtime_status(await client.get_status(instance_id))
+        if existing in _KEEP:
+            return {
+                **entry,
+                "outcome": "duplicate",
+                "instance_id": instance_id,
+                "runtime_status": existing,
+            }
+        await client.start_new(ORCHESTRATOR, instance_id, request.model_dump(mode="json"))
+    except Exception as error:
+        logger.exception("batch entry %s: could not start %s", position, instance_id)
+        return {**entry, "outcome": "error", "error": f"{type(error).__name__}: {error}"}
+    return {**entry, "outcome": "started", "instance_id": instance_id}
+
+
+@bp.blob_trigger(
+    arg_name="batch", path=f"{runtime.BATCH_CONTAINER}/{{name}}", connection="AzureWebJobsStorage"
+)
+@bp.durable_client_input(client_name="client")
+async def start_batch(batch: func.InputStream, client) -> None:
+    """Blob trigger on ``generation-batches/{name}``; writes ``{name}.report.json``."""
+    await handle_batch_blob(batch.name or "", batch.read(), client)
+
+
+async def handle_batch_blob(blob_path: str, data: bytes, client: DurableClient) -> str | None:
+    """Run the batch in blob ``blob_path`` and write its report; returns the report's name.
+
+    ``blob_path`` is as the host gives it (``generation-batches/<name>``). Reports
+    themselves are ignored, so writing one does not start another batch.
+    """
+    name = blob_path.split("/", 1)[1] if "/" in blob_path else blob_path
+    if name.endswith(REPORT_SUFFIX):
+        return None
+    report = await run_batch(name, data, client)
+    report_name = name + REPORT_SUFFIX
+    store = runtime.blob_store().for_container(runtime.BATCH_CONTAINER)
+    store.upload_json(report_name, report.to_dict())
+    return report_name

@@ -1,0 +1,241 @@
+"""The durable orchestrator: one stem generation request, fanned out and delivered.
+
+It only decides (convention 6): every side effect is an activity, and the code reads nothing
+but its input, the task results replayed from history and ``context.current_utc_datetime``,
+so each replay makes the same decisions. Payloads are JSON dicts holding blob names and
+URLs, never audio (convention 5).
+
+Flow::
+
+    generate_stem x N (in parallel, each retried) -> finalize_generation (retried)
+        -> send_callback (last; retries HTTP itself and never raises)
+
+Input: ``GenerationRequest.model_dump(mode="json")`` with ``seed`` filled. A stem that
+still fails after its retries does not stop the others: the good stems, the manifest and a
+``"failed"`` callback are delivered, then the orchestration ends Failed with
+``StemGenerationFailed`` naming what failed. Custom status, updated as each stem finishes::
+
+    {"phase": "generating" | "finalizing" | "notifying" | "done",
+     "stems": {"guitar": "pending" | "completed" | "failed", ...},
+     "completed": n, "failed": n, "total": n}
+
+plus, once ``"done"``: ``failed_stems``, ``manifest_url``, ``callback`` and ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskBase, TaskState
+
+logger = logging.getLogger(__name__)
+
+bp = df.Blueprint()
+
+GENERATE_STEM = "generate_stem"
+FINALIZE_GENERATION = "finalize_generation"
+SEND_CALLBACK = "send_callback"
+
+# Three attempts, the first retry 5 s after a failure: enough to ride out a transient
+# blob-storage error or a worker recycled mid-generation (activities are idempotent, so a
+# retry rewrites the same blob), few enough that a stem which fails deterministically
+# (bad parameters, model load error) reports back within a minute instead of holding the
+# callback hostage. The Python SDK has no backoff coefficient: retries are evenly spaced.
+RETRY_FIRST_INTERVAL_MS = 5000
+RETRY_MAX_ATTEMPTS = 3
+RETRY = df.RetryOptions(
+    first_retry_interval_in_milliseconds=RETRY_FIRST_INTERVAL_MS,
+    max_number_of_attempts=RETRY_MAX_ATTEMPTS,
+)
+
+# Error strings go into custom status, the callback and the failure message: keep them
+# one line and short (task failure details can carry a whole stack trace).
+MAX_ERROR_CHARS = 300
+
+OrchestrationGenerator = Generator[TaskBase, Any, dict[str, Any]]
+
+
+class StemGenerationFailed(Exception):
+    """The request was not fully delivered: a stem failed after retries or no manifest.
+
+    Raised last, after the good stems, the manifest and the failure callback went out, so
+    the orchestration ends Failed with this one-line summary as its error.
+    """
+
+
+def orchestrate(context: df.DurableOrchestrationContext) -> OrchestrationGenerator:
+    """Generate every requested stem, write the manifest, then call back.
+
+    Returns the output for a fully successful request; raises ``StemGenerationFailed``
+    otherwise (after delivering what succeeded).
+    """
+    request: dict[str, Any] = context.get_input()
+    started_at = context.current_utc_datetime.isoformat()
+    stems: list[str] = list(request["target_stems"])
+    progress = {stem: "pending" for stem in stems}
+    context.set_custom_status(_status("generating", progress))
+
+    tasks = [
+        context.call_activity_with_retry(
+            GENERATE_STEM, RETRY, {"request": request, "stem": stem, "stem_index": index}
+        )
+        for index, stem in enumerate(stems)
+    ]
+    results: dict[int, dict[str, Any]] = {}
+    errors: dict[int, str] = {}
+    pending = dict(enumerate(tasks))
+    while pending:
+        # task_any hands back the child task that finished first, failed or not: it never
+        # raises, so a failure is read off the child's state (its result is the exception).
+        finished: TaskBase = yield context.task_any(list(pending.values()))
+        index = next(i for i, task in pending.items() if task is finished)
+        del pending[index]
+        if finished.state is TaskState.FAILED:
+            errors[index] = _one_line(finished.result)
+            progress[stems[index]] = "failed"
+            if not context.is_replaying:
+                logger.warning("stem %s failed after retries: %s", stems[index], errors[index])
+        else:
+            results[index] = finished.result
+            progress[stems[index]] = "completed"
+        context.set_custom_status(_status("generating", progress))
+
+    # Fan-in in request order, whatever order the stems finished in.
+    succeeded = [results[i] for i in range(len(stems)) if i in results]
+    failed_stems = [
+        {"stem": stems[i], "error": errors[i]} for i in range(len(stems)) if i in errors
+    ]
+
+    context.set_custom_status(_status("finalizing", progress))
+    manifest_url: str | None = None
+    manifest_error: str | None = None
+    try:
+        manifest = yield context.call_activity_with_retry(
+            FINALIZE_GENERATION,
+            RETRY,
+            {
+                "request": request,
+                "stems": succeeded,
+                "failed_stems": failed_stems,
+                "started_at": started_at,
+            },
+        )
+        manifest_url = manifest["manifest_url"]
+    except Exception as error:  # noqa: BLE001 - the SDK raises a bare Exception for a failed task
+        manifest_error = _one_line(error)
+
+    error_summary = _summary(stems, failed_stems, manifest_error)
+    payload = {
+        "generation_request_id": request["generation_request_id"],
+        "status": "failed" if error_summary else "completed",
+        "stems": [
+            {
+                "stem": result["stem"],
+                "blob_url": result["blob_url"],
+                "duration_seconds": result["duration_seconds"],
+                "sample_rate": result["sample_rate"],
+            }
+            for result in succeeded
+        ],
+        "failed_stems": failed_stems,
+        "error": error_summary,
+        "manifest_url": manifest_url,
+        "timings": {
+            "started_at": started_at,
+            "finished_at": context.current_utc_datetime.isoformat(),
+            "stems": {result["stem"]: result["generation_seconds"] for result in succeeded},
+        },
+    }
+
+    context.set_custom_status(_status("notifying", progress))
+    try:
+        callback = yield context.call_activity(
+            SEND_CALLBACK, {"callback_url": request["callback_url"], "payload": payload}
+        )
+    except Exception as error:  # noqa: BLE001 - by contract it never raises; a crashed worker can
+        callback = {"delivered": False, "error": _one_line(error)}
+
+    context.set_custom_status(
+        {
+            **_status("done", progress),
+            "failed_stems": failed_stems,
+            "manifest_url": manifest_url,
+            "callback": callback,
+            "error": error_summary,
+        }
+    )
+    if error_summary:
+        if not context.is_replaying:
+            logger.error(
+                "generation %s failed: %s", request["generation_request_id"], error_summary
+            )
+        raise StemGenerationFailed(error_summary)
+    return {
+        "generation_request_id": request["generation_request_id"],
+        "status": "completed",
+        "stems": succeeded,
+        "failed_stems": [],
+        "manifest_url": manifest_url,
+        "callback": callback,
+    }
+
+
+@bp.orchestration_trigger(context_name="context")
+def stem_generation_orchestrator(context: df.DurableOrchestrationContext) -> OrchestrationGenerator:
+    """The registered orchestrator; the logic lives in ``orchestrate`` so tests can replay it."""
+    return (yield from orchestrate(context))
+
+
+def _status(phase: str, progress: dict[str, str]) -> dict[str, Any]:
+    states = list(progress.values())
+    return {
+        "phase": phase,
+        "stems": dict(progress),
+        "completed": states.count("completed"),
+        "failed": states.count("failed"),
+        "total": len(states),
+    }
+
+
+def _summary(
+    stems: list[str], failed_stems: list[dict[str, str]], manifest_error: str | None
+) -> str | None:
+    """One line saying what went wrong, or ``None`` when nothing did."""
+    parts = []
+    if failed_stems:
+        listed = "; ".join(f"{f['stem']} ({f['error']})" for f in failed_stems)
+        parts.append(f"{len(failed_stems)} of {len(stems)} stems failed: {listed}")
+    if manifest_error:
+        parts.append(f"the manifest could not be written: {manifest_error}")
+    return "; ".join(parts) or None
+
+
+def _one_line(error: Any) -> str:
+    """A task failure as one short line.
+
+    The SDK builds a failed task's exception as ``f"{Reason} \\n {Details}"``. From the
+    Functions host the reason reads "Activity function 'generate_stem' failed:" and the
+    details are a JSON object whose ``Message`` holds the activity's exception (then its
+    stack); plain-text details give their first line (a traceback its last). One line each.
+    """
+    reason, _, details = str(error).partition(" \n ")
+    details = details.strip()
+    try:
+        decoded = json.loads(details)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, dict) and isinstance(decoded.get("Message"), str):
+        details = decoded["Message"]
+    lines = [line.strip() for line in details.splitlines() if line.strip()]
+    # A Python traceback names the error on its last line.
+    detail_line = "" if not lines else lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    reason_line = " ".join(reason.split()).rstrip(":").strip()
+    text = ": ".join(part for part in (reason_line, detail_line) if part)
+    text = text or type(error).__name__
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 3] + "..."
+    return text

@@ -1,0 +1,84 @@
+"""The batch trigger with real blobs in Azurite and a fake durable client."""
+
+import asyncio
+import json
+
+import azure.functions as func
+
+from orchestrators import runtime
+from orchestrators.batch_trigger import handle_batch_blob, split_entries
+
+
+def body(request_id: str, stems=("bass",)) -> dict:
+    return {
+        "generation_request_id": request_id,
+        "target_stems": list(stems),
+        "parameters": {"duration_seconds": 5},
+    }
+
+
+def drop_and_trigger(name: str, data: bytes, client) -> dict:
+    """Upload the batch file, read it back as the host would, run the trigger, read the report."""
+    batches = runtime.blob_store().for_container(runtime.BATCH_CONTAINER)
+    batches.ensure_container()
+    batches.upload_bytes(name, data, "application/json")
+    stream = func.blob.InputStream(
+        data=batches.download_bytes(name), name=f"{runtime.BATCH_CONTAINER}/{name}"
+    )
+    report_name = asyncio.run(handle_batch_blob(stream.name, stream.read(), client))
+    assert report_name == f"{name}.report.json"
+    return json.loads(batches.download_bytes(report_name))
+
+
+def test_json_array_starts_one_orchestration_per_request(service_env, durable_client):
+    data = json.dumps([body("b-1"), body("b-2", ("drums", "guitar"))]).encode()
+    report = drop_and_trigger("array.json", data, durable_client)
+    assert [s[1] for s in durable_client.started] == ["b-1", "b-2"]
+    assert all(isinstance(s[2]["seed"], int) for s in durable_client.started)
+    assert [e["instance_id"] for e in report["entries"]] == ["b-1", "b-2"]
+    assert report["counts"] == {"started": 2, "duplicate": 0, "invalid": 0, "error": 0}
+
+
+def test_json_lines_with_bad_lines_runs_the_good_ones(service_env, durable_client):
+    lines = [
+        json.dumps(body("l-1")),
+        "{broken",
+        "",
+        json.dumps({**body("l-3"), "seed": -5}),
+        json.dumps(body("l-4")),
+    ]
+    report = drop_and_trigger("lines.jsonl", "\n".join(lines).encode(), durable_client)
+    assert [s[1] for s in durable_client.started] == ["l-1", "l-4"]
+    by_line = {e["line"]: e for e in report["entries"]}
+    assert by_line[1]["outcome"] == "started" and by_line[5]["outcome"] == "started"
+    assert by_line[2]["outcome"] == "invalid" and "JSON" in by_line[2]["errors"][0]["message"]
+    assert by_line[4]["outcome"] == "invalid" and by_line[4]["errors"][0]["field"] == "seed"
+    assert 3 not in by_line  # blank lines are not entries
+    assert report["counts"]["invalid"] == 2
+
+
+def test_a_batch_run_twice_starts_nothing_new(service_env, durable_client):
+    data = json.dumps([body("d-1")]).encode()
+    drop_and_trigger("again.json", data, durable_client)
+    durable_client.set("d-1", "Running")
+    report = drop_and_trigger("again.json", data, durable_client)
+    assert len(durable_client.started) == 1
+    assert report["entries"][0]["outcome"] == "duplicate"
+
+
+def test_a_file_that_is_not_json_gets_a_report_and_starts_nothing(service_env, durable_client):
+    report = drop_and_trigger("poison.json", b'[{"generation_request_id": ', durable_client)
+    assert durable_client.started == []
+    assert "not a valid JSON array" in report["error"]
+
+
+def test_reports_do_not_trigger_batches(service_env, durable_client):
+    result = asyncio.run(
+        handle_batch_blob("generation-batches/x.json.report.json", b"[]", durable_client)
+    )
+    assert result is None and durable_client.started == []
+
+
+def test_split_entries_numbers_array_items_and_lines():
+    assert [n for n, _ in split_entries(b'[{"a":1},{"b":2}]')] == [1, 2]
+    assert [n for n, _ in split_entries(b'{"a":1}\n\n{"b":2}\n')] == [1, 3]
