@@ -24,6 +24,7 @@ import torch
 from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
 
 from generation.errors import ModelLoadError, ModelNotReadyError
+from generation.fast_decoder import FastDecoder, WeightFormat
 from generation.settings import GenerationSettings
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class LoadedModel:
     frame_rate: float  # decoder steps (codec frames) per second of audio
     num_codebooks: int
     load_seconds: float
+    decoder: FastDecoder  # the project's decoding path (static cache, packed weights)
     # One generation at a time per model: torch's seeded RNG is process-global, and
     # the cores are saturated by a single generate call anyway.
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
@@ -62,6 +64,17 @@ def resolve_device(use_gpu: bool) -> torch.device:
             return torch.device("cuda")
         logger.warning("USE_GPU is true but no CUDA device is available: running on CPU")
     return torch.device("cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> WeightFormat:
+    """The decoder weight format for ``MODEL_PRECISION`` on ``device``.
+
+    ``auto``: int8 on CPU (decoding reads every weight each step: 1 byte beats 4), bf16 on
+    CUDA. Logit error against fp32 is measured by ``benchmarks/bench_generation.py``.
+    """
+    if precision == "auto":
+        return WeightFormat.BFLOAT16 if device.type == "cuda" else WeightFormat.INT8
+    return WeightFormat(precision)
 
 
 def _is_local_source(source: str) -> bool:
@@ -127,10 +140,15 @@ def load_model(settings: GenerationSettings) -> LoadedModel:
         except OSError as error:
             raise ModelLoadError(source, cache_dir, describe_load_failure(error)) from error
     device = resolve_device(settings.use_gpu)
+    weights = resolve_precision(settings.model_precision, device)
     try:
         model, processor = _from_pretrained(source, cache_dir)
         model.to(device)  # type: ignore[arg-type]  # transformers wraps nn.Module.to
         model.eval()
+        decoder = FastDecoder(model, weights)
+        if weights is not WeightFormat.FLOAT32:
+            # The packed copy replaces transformers' decoder: free its weights.
+            model.decoder.to("meta")
     except ModelLoadError:
         raise
     except Exception as error:
@@ -149,6 +167,7 @@ def load_model(settings: GenerationSettings) -> LoadedModel:
         frame_rate=sample_rate / hop,
         num_codebooks=int(model.decoder.num_codebooks),
         load_seconds=time.perf_counter() - started,
+        decoder=decoder,
     )
 
 

@@ -1,10 +1,12 @@
-"""Batched MusicGen generation: prompts in, float audio out. No files, no Azure.
+"""Batched MusicGen generation: clips (prompt, duration, seed, sampling) in, float audio out.
 
-All prompts of one call run in ONE batched ``generate`` (decoding is memory-bound, so a
-batch of three costs little more than one). Durations map to exact sample counts; longer
-than the model's window is produced by windowed continuation on the codec tokens, as
-audiocraft's ``extend_stride`` does: each new window is prompted with the last
-``window - stride`` seconds of tokens and adds ``stride`` seconds.
+All clips of one call run as ONE batch through the project's decoding loop
+(``generation.decoding``): decoding is memory-bound, so a batch of three costs little more
+than one. Each clip has its own random generator, so its audio depends only on its own
+prompt, seed, duration and sampling, never on what shares the batch. Durations map to exact
+sample counts; beyond the model's window, audio is produced by windowed continuation on the
+codec tokens, as audiocraft's ``extend_stride`` does: each new window is prompted with the
+last ``window - stride`` seconds of tokens and adds ``stride`` seconds.
 """
 
 from __future__ import annotations
@@ -17,24 +19,29 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteria
 
+from generation.decoding import DecodeRow, SamplingParams, decode_codes, decode_steps
 from generation.model_loader import LoadedModel
 
+__all__ = ["ClipSpec", "LengthPlan", "SamplingParams", "generate_audio", "generate_clips"]
+
 logger = logging.getLogger(__name__)
+
+DEFAULT_SAMPLING = SamplingParams()
 
 ProgressCallback = Callable[[int, int], None]
 """Called after each decoding step with ``(steps_done, steps_total)``."""
 
 
 @dataclass(frozen=True)
-class SamplingParams:
-    """Sampling knobs. ``top_k`` 0 and ``top_p`` 0 disable those filters."""
+class ClipSpec:
+    """One clip to generate: text prompt, length in seconds, seed and sampling."""
 
-    top_k: int = 250
-    top_p: float = 0.0
-    temperature: float = 1.0
-    guidance_scale: float = 3.0
+    prompt: str
+    duration_s: float
+    seed: int
+    sampling: SamplingParams = DEFAULT_SAMPLING
 
 
 @dataclass(frozen=True)
@@ -67,126 +74,157 @@ def plan_length(
     windows = [min(frames, window)]
     while sum(windows) < frames:
         windows.append(min(stride, frames - sum(windows)))
-    delay = num_codebooks - 1
-    steps = sum(w + delay for w in windows)
+    steps = sum(decode_steps(w, num_codebooks) for w in windows)
     return LengthPlan(samples, frames, tuple(windows), window - stride, steps)
 
 
-class _StepTracker(StoppingCriteria):
-    """Never stops generation; counts steps and keeps the latest token matrix.
-
-    ``generate`` in transformers does not stream MusicGen's steps, but it calls stopping
-    criteria after every step with the whole (delayed) token matrix.
-    """
-
-    def __init__(self, on_step: Callable[[], None]) -> None:
-        self.on_step = on_step
-        self.tokens: torch.Tensor | None = None
-
-    def __call__(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
-    ) -> torch.BoolTensor:
-        self.tokens = input_ids
-        self.on_step()
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        return cast(torch.BoolTensor, done)
+def _group_key(plan: LengthPlan) -> tuple[int, ...]:
+    # Single-window clips batch together whatever their lengths; longer ones need the same
+    # window sequence to continue in lockstep.
+    return (1,) if len(plan.windows) == 1 else plan.windows
 
 
-def undelay(tokens: torch.Tensor, batch: int, num_codebooks: int) -> torch.Tensor:
-    """Codec codes ``[batch, codebooks, frames]`` from MusicGen's delayed token matrix.
-
-    ``tokens`` is ``[batch * codebooks, steps]``: position 0 is the start token and
-    codebook ``k`` holds frame ``t`` at position ``t + k + 1``.
-    """
-    delayed = tokens.reshape(batch, num_codebooks, -1)
-    frames = delayed.shape[-1] - num_codebooks
-    return torch.stack([delayed[:, k, k + 1 : k + 1 + frames] for k in range(num_codebooks)], dim=1)
-
-
-def _generate_kwargs(sampling: SamplingParams) -> dict:
-    return {
-        "do_sample": True,
-        "top_k": sampling.top_k,
-        "top_p": sampling.top_p if 0 < sampling.top_p < 1 else 1.0,
-        "temperature": sampling.temperature,
-        "guidance_scale": sampling.guidance_scale,
-    }
-
-
-@torch.inference_mode()
-def generate_audio(
+def generate_clips(
     loaded: LoadedModel,
-    prompts: Sequence[str],
-    duration_s: float,
+    clips: Sequence[ClipSpec],
     *,
-    seed: int,
-    sampling: SamplingParams = SamplingParams(),
     window_s: float = 30.0,
     stride_s: float = 18.0,
     progress: ProgressCallback | None = None,
-) -> np.ndarray:
-    """Generate one clip per prompt in one batch.
-
-    Returns float32 audio in [-1, 1]-ish, shape ``[len(prompts), channels, samples]`` at
-    ``loaded.sample_rate`` Hz, with exactly ``round(duration_s * sample_rate)`` samples.
-    Same model, prompts, duration, seed and sampling on the same machine -> same samples.
-    """
-    if not prompts:
-        raise ValueError("at least one prompt is needed")
-    model, k = loaded.model, loaded.num_codebooks
-    plan = plan_length(
-        duration_s,
-        sample_rate=loaded.sample_rate,
-        frame_rate=loaded.frame_rate,
-        num_codebooks=k,
-        window_s=window_s,
-        stride_s=stride_s,
+) -> list[np.ndarray]:
+    """Generate every clip, batched; returns float32 audio ``[channels, samples]`` per clip,
+    in order, each exactly ``round(duration_s * sample_rate)`` samples at
+    ``loaded.sample_rate`` Hz."""
+    if not clips:
+        raise ValueError("at least one clip is needed")
+    plans = [
+        plan_length(
+            c.duration_s,
+            sample_rate=loaded.sample_rate,
+            frame_rate=loaded.frame_rate,
+            num_codebooks=loaded.num_codebooks,
+            window_s=window_s,
+            stride_s=stride_s,
+        )
+        for c in clips
+    ]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, plan in enumerate(plans):
+        groups.setdefault(_group_key(plan), []).append(index)
+    k = loaded.num_codebooks
+    total = sum(
+        sum(
+            decode_steps(max(plans[i].windows[w] for i in members), k)
+            for w in range(len(plans[members[0]].windows))
+        )
+        for members in groups.values()
     )
-    batch = len(prompts)
     done = 0
 
     def on_step() -> None:
         nonlocal done
         done += 1
         if progress is not None:
-            progress(min(done, plan.steps), plan.steps)
+            progress(min(done, total), total)
 
-    with loaded.lock:
-        torch.manual_seed(seed)
-        text = loaded.processor(text=list(prompts), padding=True, return_tensors="pt").to(
-            loaded.device
+    results: list[np.ndarray | None] = [None] * len(clips)
+    with loaded.lock, torch.inference_mode():
+        for members in groups.values():
+            audio = _generate_group(
+                loaded, [clips[i] for i in members], [plans[i] for i in members], on_step
+            )
+            for i, clip_audio in zip(members, audio, strict=True):
+                results[i] = clip_audio
+    return [cast(np.ndarray, r) for r in results]
+
+
+def _generate_group(
+    loaded: LoadedModel,
+    clips: Sequence[ClipSpec],
+    plans: Sequence[LengthPlan],
+    on_step: Callable[[], None],
+) -> list[np.ndarray]:
+    device = loaded.device
+    text = loaded.processor(text=[c.prompt for c in clips], padding=True, return_tensors="pt")
+    ids, mask = text["input_ids"].to(device), text["attention_mask"].to(device)
+    encoded = loaded.model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    states = loaded.decoder.project_text(encoded, mask)
+    generators = [torch.Generator(device=device).manual_seed(c.seed) for c in clips]
+    codes: torch.Tensor | None = None
+    for window in range(len(plans[0].windows)):
+        rows = [DecodeRow(p.windows[window], c.sampling) for c, p in zip(clips, plans, strict=True)]
+        context = None if codes is None else codes[..., -plans[0].prompt_frames :]
+        new = decode_codes(
+            loaded.decoder, states, mask, rows, generators, prompt_codes=context, on_step=on_step
         )
-        codes: torch.Tensor | None = None
-        audio: torch.Tensor | None = None
-        for index, new_frames in enumerate(plan.windows):
-            tracker = _StepTracker(on_step)
-            kwargs = {
-                "input_ids": text["input_ids"],
-                "attention_mask": text["attention_mask"],
-                "max_new_tokens": new_frames + k - 1,
-                "stopping_criteria": StoppingCriteriaList([tracker]),
-                **_generate_kwargs(sampling),
-            }
-            if codes is not None:
-                context = codes[..., -plan.prompt_frames :]
-                kwargs["decoder_input_ids"] = context.reshape(batch * k, -1)
-            audio = model.generate(**kwargs)
-            assert tracker.tokens is not None
-            window_codes = undelay(tracker.tokens, batch, k)
-            codes = (
-                window_codes
-                if codes is None
-                else torch.cat([codes, window_codes[..., plan.prompt_frames :]], dim=-1)
-            )
-            logger.debug(
-                "window %d: %d new frames, %d in total", index, new_frames, codes.shape[-1]
-            )
-        assert codes is not None and audio is not None
-        if len(plan.windows) > 1:
-            # Decode the whole token stream at once: no seams between windows.
-            codec: Any = model.audio_encoder
-            audio = codec.decode(codes[None], audio_scales=[None] * batch).audio_values
-    result = audio[..., : plan.samples].float().cpu().numpy()
-    if result.shape[-1] != plan.samples:
-        raise RuntimeError(f"codec returned {result.shape[-1]} samples, expected {plan.samples}")
-    return result
+        codes = new if codes is None else torch.cat([codes, new[..., plans[0].prompt_frames :]], -1)
+    assert codes is not None
+    return _decode_audio(loaded, codes, plans)
+
+
+def _decode_audio(
+    loaded: LoadedModel, codes: torch.Tensor, plans: Sequence[LengthPlan]
+) -> list[np.ndarray]:
+    """EnCodec-decode each clip's own frames, one clip at a time: as fast as a batch here,
+    and the codec's activations at 32 kHz are large (a batch of three 10 s clips took
+    1.2 GB more than one at a time)."""
+    codec: Any = loaded.model.audio_encoder
+    out = []
+    for i, plan in enumerate(plans):
+        clip_codes = codes[i : i + 1, :, : plan.frames]
+        audio = codec.decode(clip_codes[None], audio_scales=[None]).audio_values
+        clip = audio[0, :, : plan.samples].float().cpu().numpy()
+        if clip.shape[-1] != plan.samples:
+            raise RuntimeError(f"codec gave {clip.shape[-1]} samples, expected {plan.samples}")
+        out.append(clip)
+    return out
+
+
+def generate_audio(
+    loaded: LoadedModel,
+    prompts: Sequence[str],
+    duration_s: float,
+    *,
+    seed: int | Sequence[int],
+    sampling: SamplingParams = DEFAULT_SAMPLING,
+    window_s: float = 30.0,
+    stride_s: float = 18.0,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """One clip per prompt, all ``duration_s`` long: float32 ``[len(prompts), channels,
+    samples]``. ``seed`` is one seed for every row or one per prompt."""
+    seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
+    if len(seeds) != len(prompts):
+        raise ValueError("give one seed, or one seed per prompt")
+    clips = [ClipSpec(p, duration_s, s, sampling) for p, s in zip(prompts, seeds, strict=True)]
+    audio = generate_clips(loaded, clips, window_s=window_s, stride_s=stride_s, progress=progress)
+    return np.stack(audio)
+
+
+class StepTracker(StoppingCriteria):
+    """Never stops ``generate``; counts steps and keeps the latest token matrix.
+
+    For driving transformers' own ``generate`` (the baseline and the equivalence tests):
+    it does not stream MusicGen's steps, but calls stopping criteria after every step.
+    """
+
+    def __init__(self, on_step: Callable[[], None] | None = None) -> None:
+        self.on_step = on_step
+        self.tokens: torch.Tensor | None = None
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+    ) -> torch.BoolTensor:
+        self.tokens = input_ids
+        if self.on_step is not None:
+            self.on_step()
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        return cast(torch.BoolTensor, done)
+
+
+def undelay(tokens: torch.Tensor, batch: int, num_codebooks: int) -> torch.Tensor:
+    """Codec codes ``[batch, codebooks, frames]`` from ``generate``'s delayed token matrix
+    ``[batch * codebooks, steps]`` (codebook ``k`` holds frame ``t`` at ``t + k + 1``)."""
+    delayed = tokens.reshape(batch, num_codebooks, -1)
+    frames = delayed.shape[-1] - num_codebooks
+    return torch.stack([delayed[:, k, k + 1 : k + 1 + frames] for k in range(num_codebooks)], 1)

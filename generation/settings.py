@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,10 @@ class GenerationSettings(BaseSettings):
     )
     use_gpu: bool = Field(
         False, description="Run on CUDA when present; otherwise warn and use CPU."
+    )
+    model_precision: Literal["auto", "float32", "bfloat16", "float16", "int8"] = Field(
+        "auto",
+        description="Decoder weights: auto = int8 on CPU, bfloat16 on GPU; float32 = exact.",
     )
     default_duration_seconds: float = Field(10.0, gt=0, le=300)
     default_top_k: int = Field(250, ge=0, le=2048, description="0 disables top-k.")

@@ -17,9 +17,9 @@ import numpy as np
 
 from generation.audio import protect_from_clipping
 from generation.model_loader import LoadedModel
-from generation.musicgen import ProgressCallback, SamplingParams, generate_audio
+from generation.musicgen import ClipSpec, ProgressCallback, SamplingParams, generate_clips
 from generation.prompts import build_stem_prompt
-from generation.request import GenerationRequest, Stem
+from generation.request import MAX_SEED, GenerationRequest, Stem
 from generation.settings import GenerationSettings
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,13 @@ def sampling_for(request: GenerationRequest, settings: GenerationSettings) -> Sa
     )
 
 
+def stem_seed(request_seed: int, stem: Stem) -> int:
+    """The seed of ``stem`` in a request seeded ``request_seed``: guitar gets the request's
+    seed, bass the next one, and so on in ``Stem`` order, so stems draw independent noise
+    and a stem's audio does not depend on which other stems were asked for."""
+    return (request_seed + list(Stem).index(stem)) % (MAX_SEED + 1)
+
+
 def prompt_for(request: GenerationRequest, stem: Stem) -> str:
     """The text prompt this request gives MusicGen for ``stem``."""
     p = request.parameters
@@ -83,21 +90,20 @@ def render_stems(
 ) -> list[RenderedStem]:
     """Generate ``stems`` (default: all the request's stems) in one batched call, in order.
 
-    ``request.seed`` must be set (``GenerationRequest.with_seed``): it makes the call
-    reproducible and is recorded with every stem.
+    ``request.seed`` must be set (``GenerationRequest.with_seed``); each stem is seeded
+    with ``stem_seed``, so a stem comes out the same alone or with others.
     """
     if request.seed is None:
         raise ValueError("request.seed must be set before rendering (use with_seed())")
     chosen = list(stems) if stems is not None else list(request.target_stems)
     prompts = [prompt_for(request, stem) for stem in chosen]
+    seeds = [stem_seed(request.seed, stem) for stem in chosen]
     duration = request.parameters.duration_seconds
+    sampling = sampling_for(request, settings)
     started = time.perf_counter()
-    audio = generate_audio(
+    audio = generate_clips(
         loaded,
-        prompts,
-        duration,
-        seed=request.seed,
-        sampling=sampling_for(request, settings),
+        [ClipSpec(p, duration, s, sampling) for p, s in zip(prompts, seeds, strict=True)],
         window_s=settings.window_seconds,
         stride_s=settings.extend_stride_seconds,
         progress=progress,
@@ -117,7 +123,7 @@ def render_stems(
             prompt=prompt,
             audio=protect_from_clipping(audio[i]),
             sample_rate=loaded.sample_rate,
-            seed=request.seed,
+            seed=seeds[i],
             duration_seconds=duration,
             generation_seconds=round(elapsed, 3),
         )

@@ -41,5 +41,12 @@ def tiny_settings(tiny_checkpoint: Path) -> GenerationSettings:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_settings: GenerationSettings) -> LoadedModel:
-    """The tiny checkpoint loaded through the product's own loading code."""
+    """The tiny checkpoint loaded through the product's own loading code (CPU default: int8)."""
     return load_model(tiny_settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_fp32(tiny_settings: GenerationSettings) -> LoadedModel:
+    """The tiny checkpoint with fp32 decoder weights: exact, and keeps transformers' decoder
+    for comparisons with ``generate``."""
+    return load_model(tiny_settings.model_copy(update={"model_precision": "float32"}))

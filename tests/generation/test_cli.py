@@ -46,10 +46,12 @@ def test_generate_writes_stems_and_manifest(tiny_checkpoint, tmp_path):
     assert "decoding" in result.stderr  # the progress bar
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["stem"] for s in manifest["stems"]] == ["guitar", "bass", "drums"]
+    assert [s["seed"] for s in manifest["stems"]] == [7, 8, 9]  # one seed per stem
+    assert manifest["request"]["seed"] == 7
     for entry in manifest["stems"]:
         info = sf.info(str(out / entry["file"]))
         assert (info.frames, info.samplerate, info.subtype) == (64000, 32000, "PCM_16")
-        assert entry["seed"] == 7 and entry["samples"] == 64000
+        assert entry["samples"] == 64000
         assert entry["model_id"] == str(tiny_checkpoint)
         assert "120 bpm" in entry["prompt"] and "rock" in entry["prompt"]
         assert entry["generation_seconds"] > 0

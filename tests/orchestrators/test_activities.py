@@ -37,7 +37,8 @@ def test_generate_stem_writes_the_stem_at_its_fixed_name(service_env):
     result = activities.generate_stem({"request": REQUEST, "stem": "bass", "stem_index": 1})
     assert result["blob_name"] == "generations/req-act-1/bass.wav"
     assert result["blob_url"].endswith("/generations/req-act-1/bass.wav")
-    assert (result["sample_rate"], result["samples"], result["seed"]) == (32000, 48000, 11)
+    # bass is seeded request seed + 1 (stem_seed), whatever else the request asked for
+    assert (result["sample_rate"], result["samples"], result["seed"]) == (32000, 48000, 12)
     assert "funk" in result["prompt"] and "100 bpm" in result["prompt"]
     assert len(json.dumps(result)) < 2000  # names and URLs, never audio
     info = sf.info(io.BytesIO(store().download_bytes(result["blob_name"])))

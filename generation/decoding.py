@@ -1,0 +1,140 @@
+"""The project's MusicGen decoding loop: delay pattern, guidance and sampling, per row.
+
+Each row (one clip) has its own random generator, length and sampling parameters, so a
+clip's codes depend only on its own prompt, seed, length and sampling, never on what else
+shares the batch. With one row and fp32 weights it reproduces transformers' ``generate``
+token for token (same seed), which the tests check on the tiny checkpoint.
+
+Token layout (MusicGen's delay pattern): position 0 holds the start token; codebook ``k``
+holds frame ``t`` at position ``t + k + 1``; positions outside a codebook's frames are pad.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from generation.fast_decoder import FastDecoder
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling knobs of one row. ``top_k`` 0 and ``top_p`` outside (0, 1) disable those."""
+
+    top_k: int = 250
+    top_p: float = 0.0
+    temperature: float = 1.0
+    guidance_scale: float = 3.0
+
+
+@dataclass(frozen=True)
+class DecodeRow:
+    """One clip to decode: ``frames`` new codec frames, after the batch's prompt frames."""
+
+    frames: int
+    sampling: SamplingParams
+
+
+def sample_next(
+    cond: torch.Tensor,
+    uncond: torch.Tensor | None,
+    rows: Sequence[DecodeRow],
+    generators: Sequence[torch.Generator],
+) -> torch.Tensor:
+    """Next tokens ``[B, K]`` from logits ``[B, K, V]`` (float32), as transformers would:
+    guidance, temperature, top-k, top-p, softmax, then one multinomial draw per row."""
+    device = cond.device
+    scales = torch.tensor([r.sampling.guidance_scale for r in rows], device=device)[:, None, None]
+    scores = cond
+    if uncond is not None:
+        guided = uncond + (cond - uncond) * scales
+        scores = torch.where(scales > 1, guided, cond)
+    temps = [r.sampling.temperature for r in rows]
+    if any(t != 1.0 for t in temps):
+        scores = scores / torch.tensor(temps, device=device, dtype=scores.dtype)[:, None, None]
+    ks = [min(r.sampling.top_k, scores.shape[-1]) for r in rows]
+    if any(ks):
+        top = torch.topk(scores, max(ks), dim=-1).values
+        index = torch.tensor([max(k, 1) - 1 for k in ks], device=device)
+        kth = top.gather(-1, index[:, None, None].expand(-1, top.shape[1], 1))
+        active = torch.tensor([k > 0 for k in ks], device=device)[:, None, None]
+        scores = scores.masked_fill(active & (scores < kth), -float("inf"))
+    ps = [r.sampling.top_p if 0 < r.sampling.top_p < 1 else 1.0 for r in rows]
+    if any(p < 1.0 for p in ps):
+        sorted_scores, sorted_index = torch.sort(scores, descending=False)
+        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        p = torch.tensor(ps, device=device, dtype=cumulative.dtype)[:, None, None]
+        remove = (cumulative <= (1 - p)) & (p < 1.0)
+        remove[..., -1:] = False
+        scores = scores.masked_fill(remove.scatter(-1, sorted_index, remove), -float("inf"))
+    probs = scores.softmax(dim=-1)
+    return torch.stack(
+        [
+            torch.multinomial(probs[i], 1, generator=generators[i]).squeeze(1)
+            for i in range(len(rows))
+        ]
+    )
+
+
+def decode_codes(
+    decoder: FastDecoder,
+    text_states: torch.Tensor,
+    text_mask: torch.Tensor,
+    rows: Sequence[DecodeRow],
+    generators: Sequence[torch.Generator],
+    *,
+    prompt_codes: torch.Tensor | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """Decode codec codes ``[B, K, P + max(frames)]`` for ``rows``.
+
+    ``text_states`` ``[B, L, D]`` are the projected, masked text-encoder states and
+    ``text_mask`` ``[B, L]`` their mask; ``prompt_codes`` ``[B, K, P]`` continue earlier
+    audio. A row's frames past its own length are pad and must be cut by the caller.
+    """
+    batch = len(rows)
+    k_books = decoder.num_codebooks
+    pad = decoder.pad_token
+    device = text_states.device
+    prompt = 0 if prompt_codes is None else int(prompt_codes.shape[-1])
+    longest = prompt + max(r.frames for r in rows)
+    total = longest + k_books  # positions: start token, frames, delay tail
+    # forced[b, k, s] >= 0 fixes a position (pad, or a prompt code); -1 leaves it to sampling.
+    forced = torch.full((batch, k_books, total), -1, dtype=torch.long, device=device)
+    for b, row in enumerate(rows):
+        for k in range(k_books):
+            forced[b, k, : k + 1] = pad
+            forced[b, k, prompt + row.frames + k + 1 :] = pad
+            if prompt_codes is not None:
+                forced[b, k, k + 1 : k + 1 + prompt] = prompt_codes[b, k]
+    tokens = torch.where(forced >= 0, forced, torch.full_like(forced, pad))
+
+    guided = any(r.sampling.guidance_scale > 1 for r in rows)
+    states, mask = text_states, text_mask
+    if guided:  # the null condition: zero states, nothing to attend to
+        states = torch.cat([states, torch.zeros_like(states)])
+        mask = torch.cat([mask, torch.zeros_like(mask)])
+    decoder.start(states, mask, total)
+
+    def run(columns: torch.Tensor, pos: int) -> torch.Tensor:
+        return decoder.step(torch.cat([columns, columns]) if guided else columns, pos)
+
+    first_free = prompt + 1
+    logits = run(tokens[:, :, :first_free], 0)
+    for pos in range(first_free, total):
+        cond, uncond = (logits[:batch], logits[batch:]) if guided else (logits, None)
+        chosen = sample_next(cond, uncond, rows, generators)
+        fixed = forced[:, :, pos]
+        tokens[:, :, pos] = torch.where(fixed >= 0, fixed, chosen)
+        if on_step is not None:
+            on_step()
+        if pos + 1 < total:
+            logits = run(tokens[:, :, pos : pos + 1], pos)
+    return torch.stack([tokens[:, k, k + 1 : k + 1 + longest] for k in range(k_books)], dim=1)
+
+
+def decode_steps(frames: int, num_codebooks: int) -> int:
+    """Sampling steps to decode ``frames`` new frames (the delay adds ``K - 1``)."""
+    return frames + num_codebooks - 1
