@@ -20,9 +20,10 @@ ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # One worker process, because each process would load its own MusicGen copy. Synchronous
-# activities run on the thread pool, which is sized like maxConcurrentActivityFunctions.
+# activities run on the thread pool, sized like maxConcurrentActivityFunctions (16), so
+# the stems of concurrent requests can wait together on one batched generation.
 ENV FUNCTIONS_WORKER_PROCESS_COUNT=1 \
-    PYTHON_THREADPOOL_THREAD_COUNT=4
+    PYTHON_THREADPOOL_THREAD_COUNT=16
 
 # The model cache sits on a mounted volume (an Azure Files share in Azure), so replicas and
 # restarts reuse one download. The NVIDIA_* variables are read by the NVIDIA container

@@ -59,6 +59,7 @@ class PackedLinear(nn.Module):
         self.out_features = int(weight.shape[0])
         self.packed: Any = None
         self.scales: torch.Tensor | None = None
+        self.weight: torch.Tensor
         if fmt is WeightFormat.INT8 and weight.device.type == "cpu":
             q, scales = _quantize_per_channel(weight)
             zeros = torch.zeros(q.shape[0], dtype=torch.long)
@@ -76,8 +77,9 @@ class PackedLinear(nn.Module):
             self.register_buffer("scales", scales.to(compute_dtype))
             self.weight_bytes = q.numel()
         else:
-            self.register_buffer("weight", weight.detach().to(compute_dtype).contiguous())
-            self.weight_bytes = self.weight.numel() * self.weight.element_size()
+            dense = weight.detach().to(compute_dtype).contiguous()
+            self.register_buffer("weight", dense)
+            self.weight_bytes = dense.numel() * dense.element_size()
 
     def _rows(self, m: int) -> torch.Tensor:
         """A reusable ``[m + 1, K]`` input buffer whose last row is the anchor: it spans
@@ -268,6 +270,12 @@ class FastDecoder(nn.Module):
         blocked = torch.finfo(self.kv_dtype).min
         mask = torch.zeros(n, end, dtype=self.kv_dtype, device=self.device)
         return mask.masked_fill(key_pos > query_pos, blocked)
+
+    @property
+    def kv_bytes_per_position(self) -> int:
+        """Self-attention cache bytes one row needs per position (all layers, K and V)."""
+        itemsize = torch.empty((), dtype=self.kv_dtype).element_size()
+        return len(self.layers) * 2 * self.hidden * itemsize
 
     @property
     def weight_bytes(self) -> int:

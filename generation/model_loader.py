@@ -148,7 +148,7 @@ def load_model(settings: GenerationSettings) -> LoadedModel:
         decoder = FastDecoder(model, weights)
         if weights is not WeightFormat.FLOAT32:
             # The packed copy replaces transformers' decoder: free its weights.
-            model.decoder.to("meta")
+            model.decoder.to("meta")  # type: ignore[arg-type]  # see model.to above
     except ModelLoadError:
         raise
     except Exception as error:

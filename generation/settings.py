@@ -52,6 +52,13 @@ class GenerationSettings(BaseSettings):
     window_seconds: float = Field(
         30.0, ge=2, le=40, description="Longest stretch generated in one pass (model window)."
     )
+    batch_window_ms: float = Field(
+        200.0, ge=0, le=10_000, description="How long the worker gathers stems into one batch."
+    )
+    max_batch_size: int = Field(12, ge=1, le=64, description="Most stems in one batch.")
+    batch_kv_budget_mb: int = Field(
+        3072, ge=64, description="Attention-cache memory one batch may use, MB."
+    )
     extend_stride_seconds: float = Field(
         18.0, gt=0, description="New audio added per continuation window beyond the first."
     )

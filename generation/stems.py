@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,11 +87,13 @@ def render_stems(
     *,
     stems: Sequence[Stem] | None = None,
     progress: ProgressCallback | None = None,
+    generate: Callable[[Sequence[ClipSpec]], list[np.ndarray]] | None = None,
 ) -> list[RenderedStem]:
     """Generate ``stems`` (default: all the request's stems) in one batched call, in order.
 
     ``request.seed`` must be set (``GenerationRequest.with_seed``); each stem is seeded
-    with ``stem_seed``, so a stem comes out the same alone or with others.
+    with ``stem_seed``, so a stem comes out the same alone or with others. ``generate``
+    replaces the direct call (the service passes its cross-request ``ClipBatcher``).
     """
     if request.seed is None:
         raise ValueError("request.seed must be set before rendering (use with_seed())")
@@ -101,13 +103,17 @@ def render_stems(
     duration = request.parameters.duration_seconds
     sampling = sampling_for(request, settings)
     started = time.perf_counter()
-    audio = generate_clips(
-        loaded,
-        [ClipSpec(p, duration, s, sampling) for p, s in zip(prompts, seeds, strict=True)],
-        window_s=settings.window_seconds,
-        stride_s=settings.extend_stride_seconds,
-        progress=progress,
-    )
+    clips = [ClipSpec(p, duration, s, sampling) for p, s in zip(prompts, seeds, strict=True)]
+    if generate is not None:
+        audio = generate(clips)
+    else:
+        audio = generate_clips(
+            loaded,
+            clips,
+            window_s=settings.window_seconds,
+            stride_s=settings.extend_stride_seconds,
+            progress=progress,
+        )
     elapsed = time.perf_counter() - started
     logger.info(
         "generated %d stem(s) of %.1f s for %s in %.1f s (seed %d)",

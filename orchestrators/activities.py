@@ -41,7 +41,10 @@ def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
     stem = parse_stem(payload["stem"])
     settings = runtime.settings()
     loaded = runtime.model().get()  # loaded once per worker; waits if still loading
-    [rendered] = render_stems(loaded, request, settings, stems=[stem])
+    # Stems of concurrent requests share one batched generation (runtime.batcher).
+    [rendered] = render_stems(
+        loaded, request, settings, stems=[stem], generate=runtime.batcher().generate
+    )
     encoding = ENCODINGS[request.output_format]
     name = stem_blob_name(request.generation_request_id, stem.value, encoding.extension)
     data = encode_audio(rendered.audio, rendered.sample_rate, request.output_format)

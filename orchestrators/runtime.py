@@ -11,6 +11,7 @@ import functools
 import logging
 import threading
 
+from generation.batcher import BatchPolicy, ClipBatcher
 from generation.model_loader import ModelHolder, model_holder
 from generation.settings import ServiceSettings, service_settings
 from generation.storage import BlobStore
@@ -29,6 +30,21 @@ def settings() -> ServiceSettings:
 def model() -> ModelHolder:
     """This process's MusicGen holder."""
     return model_holder(settings())
+
+
+@functools.cache
+def batcher() -> ClipBatcher:
+    """The worker's cross-request batcher (one per process, over this process's model)."""
+    s = settings()
+    policy = BatchPolicy(
+        window_s=s.batch_window_ms / 1000,
+        max_clips=s.max_batch_size,
+        kv_budget_bytes=s.batch_kv_budget_mb << 20,
+    )
+    holder = model()
+    return ClipBatcher(
+        holder.get, policy, window_s=s.window_seconds, stride_s=s.extend_stride_seconds
+    )
 
 
 @functools.cache
@@ -57,6 +73,7 @@ def reset_for_tests() -> None:
     """Forget cached settings and store (tests change the environment between cases)."""
     service_settings.cache_clear()
     _store.cache_clear()
+    batcher.cache_clear()
     _container_ready.clear()
 
 

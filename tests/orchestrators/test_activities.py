@@ -140,3 +140,40 @@ def test_send_callback_to_a_receiver_that_stays_down_records_it(service_env, mon
         {"callback_url": "http://127.0.0.1:9/hook", "payload": {"status": "completed"}}
     )
     assert outcome["delivered"] is False and outcome["attempts"] == 2 and outcome["error"]
+
+
+def test_concurrent_stem_activities_of_several_requests_share_a_batch(service_env, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("BATCH_WINDOW_MS", "1500")
+    runtime.reset_for_tests()
+    other = parse_request(
+        {
+            "generation_request_id": "req-act-2",
+            "target_stems": ["drums"],
+            "parameters": {"duration_seconds": 1.0},
+            "seed": 3,
+        }
+    ).model_dump(mode="json")
+    payloads = [
+        {"request": REQUEST, "stem": "guitar", "stem_index": 0},
+        {"request": REQUEST, "stem": "bass", "stem_index": 1},
+        {"request": other, "stem": "drums", "stem_index": 0},
+    ]
+    results: list = [None] * 3
+    threads = [
+        threading.Thread(
+            target=lambda i=i: results.__setitem__(i, activities.generate_stem(payloads[i]))
+        )
+        for i in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [r["blob_name"] for r in results] == [
+        "generations/req-act-1/guitar.wav",
+        "generations/req-act-1/bass.wav",
+        "generations/req-act-2/drums.wav",
+    ]
+    assert runtime.batcher().batches == [3]
