@@ -122,16 +122,19 @@ def decode_codes(
         return decoder.step(torch.cat([columns, columns]) if guided else columns, pos)
 
     first_free = prompt + 1
-    logits = run(tokens[:, :, :first_free], 0)
-    for pos in range(first_free, total):
-        cond, uncond = (logits[:batch], logits[batch:]) if guided else (logits, None)
-        chosen = sample_next(cond, uncond, rows, generators)
-        fixed = forced[:, :, pos]
-        tokens[:, :, pos] = torch.where(fixed >= 0, fixed, chosen)
-        if on_step is not None:
-            on_step()
-        if pos + 1 < total:
-            logits = run(tokens[:, :, pos : pos + 1], pos)
+    try:
+        logits = run(tokens[:, :, :first_free], 0)
+        for pos in range(first_free, total):
+            cond, uncond = (logits[:batch], logits[batch:]) if guided else (logits, None)
+            chosen = sample_next(cond, uncond, rows, generators)
+            fixed = forced[:, :, pos]
+            tokens[:, :, pos] = torch.where(fixed >= 0, fixed, chosen)
+            if on_step is not None:
+                on_step()
+            if pos + 1 < total:
+                logits = run(tokens[:, :, pos : pos + 1], pos)
+    finally:
+        decoder.release()
     return torch.stack([tokens[:, k, k + 1 : k + 1 + longest] for k in range(k_books)], dim=1)
 
 

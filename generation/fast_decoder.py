@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -150,7 +151,13 @@ class FastDecoder(nn.Module):
     ``[B, K, V]`` for the last position.
     """
 
-    def __init__(self, model: Any, weights: WeightFormat = WeightFormat.FLOAT32) -> None:
+    def __init__(
+        self,
+        model: Any,
+        weights: WeightFormat = WeightFormat.FLOAT32,
+        *,
+        on_packed: Callable[[nn.Module], object] | None = None,
+    ) -> None:
         super().__init__()
         decoder = model.decoder.model.decoder
         config = model.decoder.config
@@ -198,6 +205,8 @@ class FastDecoder(nn.Module):
                     fc2=PackedLinear(layer.fc2.weight, weights, dt, weight_only=True),
                 )
             )
+            if on_packed is not None:
+                on_packed(layer)  # the source layer is no longer needed
         self.layers = layers
         self._modules_list = nn.ModuleList(
             [m for layer in layers for m in vars(layer).values()]
@@ -243,6 +252,11 @@ class FastDecoder(nn.Module):
         shape = (len(self.layers), batch, self.num_heads, max_len, self.head_dim)
         self._cache_k = torch.zeros(shape, dtype=self.kv_dtype, device=self.device)
         self._cache_v = torch.zeros(shape, dtype=self.kv_dtype, device=self.device)
+
+    def release(self) -> None:
+        """Free the batch's caches (hundreds of MB for long batches) until the next start."""
+        self._cache_k = self._cache_v = self._cross_mask = None
+        self._cross = []
 
     def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
         """Run positions ``[pos, pos + n)`` of ``tokens`` ``[B, K, n]``; logits ``[B, K, V]``

@@ -114,3 +114,22 @@ def test_gpu_requested_without_cuda_warns_and_uses_cpu(caplog):
     with caplog.at_level("WARNING"):
         assert resolve_device(True) == torch.device("cpu")
     assert "USE_GPU" in caplog.text
+
+
+def test_reduced_precision_load_releases_the_replaced_decoder(tiny_settings):
+    """int8/bf16: transformers' decoder goes to meta and its mapped pages are handed back."""
+    from generation.fast_decoder import WeightFormat
+
+    loaded = load_model(tiny_settings.model_copy(update={"model_precision": "int8"}))
+    assert loaded.decoder.weights is WeightFormat.INT8
+    assert all(p.device.type == "meta" for p in loaded.model.decoder.parameters())
+    assert loaded.model.text_encoder.device.type == "cpu"  # still needed, still there
+
+
+def test_release_file_pages_leaves_unmapped_tensors_alone():
+    from generation.model_loader import release_file_pages
+
+    module = torch.nn.Linear(4096, 256)
+    before = module.weight.detach().clone()
+    assert release_file_pages(module) == 0  # plain heap memory: nothing to release
+    assert torch.equal(module.weight, before)
