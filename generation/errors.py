@@ -58,3 +58,18 @@ class StorageError(GenerationError):
 
 class CallbackError(GenerationError):
     """A callback could not be delivered."""
+
+
+class UnsafeCallbackUrl(InvalidRequestError):
+    """A callback URL that the callback policy refuses (``generation/url_safety.py``).
+
+    The message starts ``unsafe callback URL:`` and names the scheme or host and the
+    reason, never the path, query string, credentials or the address the host resolved to.
+    """
+
+    def __init__(self, reason: str) -> None:
+        message = f"unsafe callback URL: {reason}"
+        super().__init__(
+            message, [{"field": "callback_url", "message": message, "type": "value_error"}]
+        )
+        self.reason = reason

@@ -11,16 +11,33 @@ Its JSON shape is the old worker's POST body::
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
 from enum import StrEnum
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from generation.errors import InvalidRequestError
 
 MAX_SEED = 2**32 - 1
-SAFE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+MAX_STEMS = 8
+MAX_ID_LENGTH = 128
+# A letter or digit, then letters, digits, '_', '-' and dots, a dot never doubled nor last:
+# no "..", no leading or trailing dot, no slash, backslash or control character. So an id is
+# one safe blob-name segment and a valid Durable instance id (the extension refuses '/',
+# backslash, '#', '?', control characters, a leading '@' and more than 256 characters).
+SAFE_ID_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.[A-Za-z0-9_-])*$"
+
+MAX_BODY_BYTES = 64 * 1024
+# A request nests two deep ({"parameters": {...}}, {"target_stems": [...]}); anything far
+# deeper is refused before it is parsed, so no input can exhaust the parser's recursion.
+MAX_JSON_DEPTH = 8
+# At most this many field errors are listed (a body with 10,000 unknown keys gets a summary).
+MAX_ERRORS = 50
+_MAX_FIELD_CHARS = 200
 
 
 class Stem(StrEnum):
@@ -48,8 +65,18 @@ class OutputFormat(StrEnum):
 
 
 SafeId = Annotated[
-    str, Field(pattern=SAFE_ID_PATTERN, description="Letters, digits, '_', '.', '-'.")
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        pattern=SAFE_ID_PATTERN,
+        description="1-128 letters, digits, '_', '-' and '.'; starts with a letter or digit; "
+        "no '..', no trailing '.'.",
+    ),
 ]
+# JSON numbers only: no strings ("10"), no booleans; ints are exact (7.5 is not a seed).
+StrictInt = Annotated[int, Field(strict=True)]
+StrictNumber = Annotated[float, Field(strict=True)]
 
 
 class GenerationParameters(BaseModel):
@@ -57,16 +84,18 @@ class GenerationParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    target_bpm: float | None = Field(
+    target_bpm: StrictNumber | None = Field(
         None, ge=40, le=240, description="Tempo asked of the model, BPM."
     )
-    duration_seconds: float = Field(10.0, ge=1, le=300, description="Length of each stem, seconds.")
+    duration_seconds: StrictNumber = Field(
+        10.0, ge=1, le=300, description="Length of each stem, seconds."
+    )
     style: str = Field("", max_length=200)
     prompt: str = Field("", max_length=1000)
-    top_k: int | None = Field(None, ge=0, le=2048)
-    top_p: float | None = Field(None, ge=0, le=1)
-    temperature: float | None = Field(None, gt=0, le=10)
-    guidance_scale: float | None = Field(None, ge=0, le=20)
+    top_k: StrictInt | None = Field(None, ge=0, le=2048)
+    top_p: StrictNumber | None = Field(None, ge=0, le=1)
+    temperature: StrictNumber | None = Field(None, gt=0, le=10)
+    guidance_scale: StrictNumber | None = Field(None, ge=0, le=20)
 
 
 class GenerationRequest(BaseModel):
@@ -76,10 +105,10 @@ class GenerationRequest(BaseModel):
 
     generation_request_id: SafeId
     audio_file_id: SafeId | None = None
-    target_stems: list[Stem] = Field(min_length=1, max_length=8)
+    target_stems: list[Stem] = Field(min_length=1, max_length=MAX_STEMS)
     parameters: GenerationParameters = Field(default_factory=GenerationParameters)
     callback_url: str | None = Field(None, max_length=2048)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    seed: StrictInt | None = Field(None, ge=0, le=MAX_SEED)
     output_format: OutputFormat = OutputFormat.WAV
 
     @field_validator("target_stems")
@@ -97,6 +126,10 @@ class GenerationRequest(BaseModel):
     def _http_url(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("https://", "http://")):
             raise ValueError("callback_url must be an http(s) URL")
+        # Cheap syntax only: the full policy (https, public addresses) needs settings and
+        # DNS, so the send_callback activity applies it (generation/url_safety.py).
+        if url is not None and "@" in urlsplit(url).netloc:
+            raise ValueError("callback_url must not carry credentials (user:password@)")
         return url
 
     def with_seed(self) -> GenerationRequest:
@@ -106,16 +139,32 @@ class GenerationRequest(BaseModel):
         return self.model_copy(update={"seed": secrets.randbelow(MAX_SEED + 1)})
 
 
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    # An unknown key is echoed back: keep it short.
+    name = ".".join(str(part) for part in loc) or "body"
+    return name if len(name) <= _MAX_FIELD_CHARS else name[: _MAX_FIELD_CHARS - 3] + "..."
+
+
 def field_errors(error: ValidationError) -> list[dict[str, Any]]:
-    """A JSON-ready list of ``{"field", "message", "type"}`` for a validation error."""
-    return [
-        {
-            "field": ".".join(str(p) for p in item["loc"]) or "body",
-            "message": item["msg"],
-            "type": item["type"],
-        }
-        for item in error.errors(include_url=False, include_input=False)
+    """A JSON-ready list of ``{"field", "message", "type"}`` for a validation error.
+
+    At most ``MAX_ERRORS`` are listed; beyond that a last entry says how many were left out.
+    """
+    items = error.errors(include_url=False, include_input=False, include_context=False)
+    errors = [
+        {"field": _field_name(item["loc"]), "message": item["msg"], "type": item["type"]}
+        for item in items[:MAX_ERRORS]
     ]
+    if len(items) > MAX_ERRORS:
+        more = len(items) - MAX_ERRORS
+        errors.append(
+            {
+                "field": "body",
+                "message": f"{more} more errors not listed",
+                "type": "too_many_errors",
+            }
+        )
+    return errors
 
 
 def parse_request(data: Any) -> GenerationRequest:
@@ -123,9 +172,135 @@ def parse_request(data: Any) -> GenerationRequest:
 
     The error's ``errors`` holds the field-error list (see ``field_errors``).
     """
+    if not isinstance(data, dict):
+        raise InvalidRequestError(
+            f"the request must be a JSON object, not {_json_type(data)}",
+            [{"field": "body", "message": "must be a JSON object", "type": "model_type"}],
+        )
     try:
         return GenerationRequest.model_validate(data)
     except ValidationError as error:
         errors = field_errors(error)
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         raise InvalidRequestError(f"invalid request: {summary}", errors) from None
+
+
+_SAFE_ID = TypeAdapter(SafeId)
+
+
+def check_id(value: str, field: str = "generation_request_id") -> str:
+    """``value`` when it is a valid request id (see ``SAFE_ID_PATTERN``); else
+    ``InvalidRequestError`` naming ``field``."""
+    try:
+        return _SAFE_ID.validate_python(value)
+    except ValidationError as error:
+        errors = [{**e, "field": field} for e in field_errors(error)]
+        raise InvalidRequestError(f"invalid {field}: {errors[0]['message']}", errors) from None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+# Brackets, quotes and backslashes: all the nesting scanner needs to look at.
+_STRUCTURE = re.compile(r'[\\"\[\]{}]')
+
+
+def json_nesting_exceeds(text: str, limit: int) -> bool:
+    """Whether the JSON text ``text`` nests arrays/objects more than ``limit`` deep.
+
+    A linear scan that skips brackets inside strings; it never parses, so it is safe on any
+    input (invalid JSON included) and cheap: text with at most ``limit`` brackets in all is
+    answered without scanning.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    in_string = False
+    escaped_until = -1  # a backslash in a string escapes the character after it
+    for match in _STRUCTURE.finditer(text):
+        position = match.start()
+        if position < escaped_until:
+            continue
+        char = match.group()
+        if in_string:
+            if char == "\\":
+                escaped_until = position + 2
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deep the decoded JSON ``value`` nests (a scalar is 0), counting no further than
+    ``limit + 1``."""
+    if limit < 0 or not isinstance(value, dict | list):
+        return 0
+    children = value.values() if isinstance(value, dict) else value
+    return 1 + max((json_depth(child, limit - 1) for child in children), default=0)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key means two readers could see two different requests: refuse it.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"key {key[:_MAX_FIELD_CHARS]!r} appears twice in one object")
+        result[key] = value
+    return result
+
+
+def decode_json(
+    data: bytes | str,
+    *,
+    what: str = "body",
+    max_bytes: int = MAX_BODY_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> Any:
+    """Strictly decode one JSON document; raises ``InvalidRequestError`` naming ``what``.
+
+    Refused: more than ``max_bytes`` bytes, bytes that are not UTF-8 (no BOM), nesting
+    deeper than ``max_depth``, ``NaN``/``Infinity``, a key repeated within an object, and
+    anything that is not JSON. Numbers too large for a float (``1e400``) decode to infinity
+    and are refused by the model.
+    """
+    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise InvalidRequestError(f"{what} is larger than {max_bytes} bytes")
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidRequestError(
+                f"{what} is not UTF-8 (invalid byte at position {error.start})"
+            ) from None
+    else:
+        text = data
+    if json_nesting_exceeds(text, max_depth):
+        raise InvalidRequestError(f"{what} nests arrays/objects deeper than {max_depth} levels")
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as error:
+        raise InvalidRequestError(f"{what} is not valid JSON: {error}") from None

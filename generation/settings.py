@@ -9,15 +9,19 @@ naming the environment key.
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from generation.errors import SettingsError
 
 DEFAULT_MODEL_ID = "facebook/musicgen-small"
+MIN_CALLBACK_SECRET_CHARS = 16
+
+logger = logging.getLogger(__name__)
 
 
 class GenerationSettings(BaseSettings):
@@ -90,6 +94,49 @@ class ServiceSettings(GenerationSettings):
     model_warmup_on_start: bool = Field(
         True, description="Load MusicGen in the background at start."
     )
+    callback_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key(s) signing callbacks: 'new' or 'new,old' while rotating.",
+    )
+    callback_allow_http: bool = Field(
+        False, description="Allow plain http:// callback URLs (local development only)."
+    )
+    callback_allow_private_networks: bool = Field(
+        False,
+        description="Allow callbacks to loopback/private/link-local addresses (local dev only).",
+    )
+    callback_allowed_hosts: str = Field(
+        "", description="Comma-separated host names callbacks may go to; empty: any host."
+    )
+    callback_max_total_seconds: float = Field(
+        120.0, gt=0, le=3600, description="Time budget of one callback, all retries included."
+    )
+
+    @field_validator("callback_secret")
+    @classmethod
+    def _one_or_two_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        # Messages never quote the value: it is a secret.
+        if value is None:
+            return None
+        parts = [part.strip() for part in value.get_secret_value().split(",")]
+        if not 1 <= len(parts) <= 2 or not all(parts):
+            raise ValueError("must be one secret, or two comma-separated (new,old)")
+        if any(len(part) < MIN_CALLBACK_SECRET_CHARS for part in parts):
+            raise ValueError(f"each secret needs at least {MIN_CALLBACK_SECRET_CHARS} characters")
+        return value
+
+    @model_validator(mode="after")
+    def _warn_unsigned_callbacks(self) -> ServiceSettings:
+        # Settings are read once per process, at start: this warns once.
+        if self.callback_secret is None:
+            logger.warning("CALLBACK_SECRET is not set: callbacks are sent unsigned")
+        return self
+
+    def callback_secrets(self) -> list[str]:
+        """The callback signing secrets, newest first (empty without ``CALLBACK_SECRET``)."""
+        if self.callback_secret is None:
+            return []
+        return [part.strip() for part in self.callback_secret.get_secret_value().split(",")]
 
     @model_validator(mode="after")
     def _storage_configured(self) -> ServiceSettings:

@@ -97,6 +97,7 @@ def _network_cause(error: BaseException) -> str | None:
 def _reason(error: BaseException, blob: str | None) -> str:
     """A short, credential-free description of an SDK error (SDK messages can hold URLs)."""
     error_code = getattr(error, "error_code", None)
+    error_code = getattr(error_code, "value", error_code)  # StorageErrorCode -> "ServerBusy"
     if isinstance(error, ResourceNotFoundError):
         blob_missing = blob is not None and error_code != "ContainerNotFound"
         return "blob not found" if blob_missing else "container not found"

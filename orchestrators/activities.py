@@ -18,6 +18,7 @@ from generation.prompts import parse_stem
 from generation.request import GenerationRequest
 from generation.stems import build_manifest, render_stems
 from generation.storage import manifest_blob_name, stem_blob_name
+from generation.url_safety import CallbackPolicy, parse_allowed_hosts
 from orchestrators import runtime
 
 logger = logging.getLogger(__name__)
@@ -94,16 +95,28 @@ def finalize_generation(payload: dict[str, Any]) -> dict[str, Any]:
 def send_callback(payload: dict[str, Any]) -> dict[str, Any]:
     """POST the result to the request's ``callback_url`` or ``CALLBACK_URL``; never raises.
 
-    Input: ``{"callback_url": str | None, "payload": dict}``. Output: the outcome
-    (delivered, skipped, attempts, status code, error, target without query string).
+    The URL must pass the callback policy (``CALLBACK_ALLOW_HTTP``,
+    ``CALLBACK_ALLOW_PRIVATE_NETWORKS``, ``CALLBACK_ALLOWED_HOSTS``); one that does not is
+    not contacted and the outcome says why (``"unsafe callback URL: ..."``). Signed with
+    ``CALLBACK_SECRET`` when set. Input: ``{"callback_url": str | None, "payload": dict}``.
+    Output: the outcome (delivered, skipped, attempts, status code, error, target without
+    query string, signed).
     """
     settings = runtime.settings()
     url = payload.get("callback_url") or settings.callback_url
+    policy = CallbackPolicy(
+        allow_http=settings.callback_allow_http,
+        allow_private_networks=settings.callback_allow_private_networks,
+        allowed_hosts=parse_allowed_hosts(settings.callback_allowed_hosts),
+    )
     outcome = post_callback(
         url,
         payload["payload"],
+        policy=policy,
+        signing_secrets=settings.callback_secrets(),
         timeout_s=settings.callback_timeout_seconds,
         max_attempts=settings.callback_max_attempts,
         backoff_s=settings.callback_backoff_seconds,
+        max_total_s=settings.callback_max_total_seconds,
     )
     return outcome.to_dict()

@@ -3,7 +3,8 @@
 The file is a JSON array of request bodies or JSON Lines (one body per line). Each valid
 request starts one orchestration (idempotent by ``generation_request_id``, as POST
 /generate is); each invalid one gets a clear error. ``<name>.report.json`` is written
-beside the file. One bad line never stops the others.
+beside the file. One bad line never stops the others: each entry gets POST /generate's
+checks on its own (at most 64 KiB, nesting, a JSON object, the request model).
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from generation.errors import InvalidRequestError
-from generation.request import parse_request
+from generation.request import (
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    decode_json,
+    json_depth,
+    parse_request,
+)
 from orchestrators import runtime
-from orchestrators.http_api import ORCHESTRATOR, DurableClient, _runtime_status
+from orchestrators.http_api import DurableClient, start_once
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +36,6 @@ bp = df.Blueprint()
 REPORT_SUFFIX = ".report.json"
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_BATCH_REQUESTS = 1000
-_KEEP = {"Pending", "Running", "Completed", "ContinuedAsNew", "Suspended"}
 
 
 @dataclass
@@ -54,28 +60,45 @@ def split_entries(data: bytes) -> list[tuple[int, Any | InvalidRequestError]]:
     """The file's entries as ``(line or index, decoded JSON or the decoding error)``.
 
     A file whose first non-blank character is ``[`` is one JSON array (numbered from 1);
-    anything else is JSON Lines (numbered by line; blank lines skipped).
+    anything else is JSON Lines (numbered by line; blank lines skipped). Each line, or array
+    item, that is larger than ``MAX_BODY_BYTES`` or nested deeper than ``MAX_JSON_DEPTH`` is
+    an error of its own, as is a line that is not UTF-8, as it would be at POST /generate.
+    Raises ``InvalidRequestError`` only for an array that is not valid UTF-8 JSON.
     """
-    text = data.decode("utf-8-sig")
-    if text.lstrip().startswith("["):
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as editors write
+    if data.lstrip().startswith(b"["):
         try:
-            items = json.loads(text, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as error:
+            # One level for the array itself, a few more so that a too-deep item is reported
+            # as that item's error; the scan still refuses a depth bomb before parsing.
+            items = decode_json(
+                data, what="the file", max_bytes=MAX_BATCH_BYTES, max_depth=MAX_JSON_DEPTH + 8
+            )
+        except InvalidRequestError as error:
             raise InvalidRequestError(f"batch file is not a valid JSON array: {error}") from None
-        return list(enumerate(items, start=1))
+        if not isinstance(items, list):
+            raise InvalidRequestError("batch file is not a valid JSON array")
+        return [(number, _check_item(item)) for number, item in enumerate(items, start=1)]
     entries: list[tuple[int, Any | InvalidRequestError]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Line by line, as bytes: a line that is not UTF-8 is that line's error only. Only "\n"
+    # ends a line (a "\r" before it is JSON whitespace); str.splitlines() would also split
+    # at characters JSON strings may hold raw, such as U+2028.
+    for number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
-            entries.append((number, json.loads(line, parse_constant=_reject_constant)))
-        except (ValueError, RecursionError) as error:
-            entries.append((number, InvalidRequestError(f"line is not valid JSON: {error}")))
+            entries.append((number, decode_json(line, what="line")))
+        except InvalidRequestError as error:
+            entries.append((number, error))
     return entries
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
+def _check_item(item: Any) -> Any | InvalidRequestError:
+    """An array item, or the error POST /generate would give for it as a body."""
+    if json_depth(item, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        return InvalidRequestError(f"item nests arrays/objects deeper than {MAX_JSON_DEPTH} levels")
+    if len(json.dumps(item, ensure_ascii=False).encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
+        return InvalidRequestError(f"item is larger than {MAX_BODY_BYTES} bytes")
+    return item
 
 
 async def run_batch(name: str, data: bytes, client: DurableClient) -> BatchReport:
@@ -86,7 +109,7 @@ async def run_batch(name: str, data: bytes, client: DurableClient) -> BatchRepor
         return report
     try:
         entries = split_entries(data)
-    except (InvalidRequestError, UnicodeDecodeError) as error:
+    except InvalidRequestError as error:
         report.error = f"{error}; nothing started"
         return report
     if len(entries) > MAX_BATCH_REQUESTS:
@@ -109,18 +132,17 @@ async def _start_one(position: int, item: Any, client: DurableClient) -> dict[st
     instance_id = request.generation_request_id
     entry["generation_request_id"] = instance_id
     try:
-        existing = _runtime_status(await client.get_status(instance_id))
-        if existing in _KEEP:
-            return {
-                **entry,
-                "outcome": "duplicate",
-                "instance_id": instance_id,
-                "runtime_status": existing,
-            }
-        await client.start_new(ORCHESTRATOR, instance_id, request.model_dump(mode="json"))
+        outcome = await start_once(client, request)
     except Exception as error:
         logger.exception("batch entry %s: could not start %s", position, instance_id)
         return {**entry, "outcome": "error", "error": f"{type(error).__name__}: {error}"}
+    if not outcome.started:
+        return {
+            **entry,
+            "outcome": "duplicate",
+            "instance_id": instance_id,
+            "runtime_status": outcome.runtime_status,
+        }
     return {**entry, "outcome": "started", "instance_id": instance_id}
 
 

@@ -4,14 +4,21 @@
     GET  /generate/{generation_request_id}   status in plain terms, 404 when unknown
     GET  /health                             the old worker's health JSON, 200 or 503
 
+The two generation endpoints need a function key (``x-functions-key`` header or ``?code=``);
+/health is anonymous. ``openapi.yaml`` describes all three. Every invalid input is a 400
+with a JSON list of field errors, and starts nothing.
+
 The decorated functions only adapt; ``handle_*`` hold the behaviour and take any object
 with the durable client's methods, so tests call them with a fake client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import weakref
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -21,7 +28,13 @@ import torch
 
 from generation.errors import InvalidRequestError
 from generation.model_loader import ModelState
-from generation.request import parse_request
+from generation.request import (
+    MAX_BODY_BYTES,
+    GenerationRequest,
+    check_id,
+    decode_json,
+    parse_request,
+)
 from orchestrators import runtime
 
 logger = logging.getLogger(__name__)
@@ -29,9 +42,9 @@ logger = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 ORCHESTRATOR = "stem_generation_orchestrator"
-MAX_BODY_BYTES = 64 * 1024
 # Still running or done well: a repeat returns this instance and starts nothing.
-_KEEP = {"Pending", "Running", "Completed", "ContinuedAsNew", "Suspended"}
+KEEP = frozenset({"Pending", "Running", "Completed", "ContinuedAsNew", "Suspended"})
+RETRY_AFTER_S = 5
 
 
 class DurableClient(Protocol):
@@ -62,45 +75,116 @@ def _runtime_status(status: Any) -> str | None:
     return None if value is None else getattr(value, "value", str(value))
 
 
+def _unavailable(what: str) -> func.HttpResponse:
+    return _json({"error": f"{what}; try again shortly"}, 503, {"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _check_content_type(req: func.HttpRequest) -> None:
+    """Refuse a body not declared as ``application/json`` (UTF-8, the only charset allowed).
+
+    Browsers send form and ``text/plain`` posts cross-site without asking first; requiring
+    the JSON type keeps such a post from starting anything.
+    """
+    header = req.headers.get("content-type") or ""
+    media_type, *params = (part.strip() for part in header.split(";"))
+    if media_type.lower() != "application/json":
+        shown = f"{media_type[:100]!r}" if media_type else "none"
+        raise InvalidRequestError(f"Content-Type must be application/json, got {shown}")
+    for param in params:
+        name, _, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in {"utf-8", "utf8"}:
+            raise InvalidRequestError(f"charset must be utf-8, got {charset[:40]!r}")
+
+
 def decode_json_body(req: func.HttpRequest) -> Any:
-    """The request body as JSON; raises ``InvalidRequestError`` with a field-error list."""
-    body = req.get_body() or b""
-    if len(body) > MAX_BODY_BYTES:
-        raise InvalidRequestError(f"body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as error:
-        raise InvalidRequestError(f"body is not valid JSON: {error}") from None
+    """The request body as JSON; raises ``InvalidRequestError`` with a field-error list.
+
+    Refused: a Content-Type other than ``application/json``, and whatever ``decode_json``
+    refuses (over 64 KiB, not UTF-8, nested too deep, NaN, repeated keys, not JSON).
+    """
+    _check_content_type(req)
+    return decode_json(req.get_body() or b"", max_bytes=MAX_BODY_BYTES)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
+# One lock per instance id being started in this worker: concurrent repeats of a request
+# wait for the first to start it, then find it running. Entries vanish once nobody holds them.
+_start_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _lock_for(instance_id: str) -> asyncio.Lock:
+    lock = _start_locks.get(instance_id)
+    if lock is None:
+        lock = _start_locks[instance_id] = asyncio.Lock()
+    return lock
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    """What ``start_once`` did: ``started``, and the instance's runtime status before
+    (``None`` when new) or, for a duplicate, the status that made it one."""
+
+    started: bool
+    runtime_status: str | None
+
+
+async def start_once(client: DurableClient, request: GenerationRequest) -> StartOutcome:
+    """Start the orchestration for ``request`` unless its id is already pending, running or
+    completed; exactly one start however many repeats arrive at once.
+
+    Within this worker a per-id lock orders the check and the start. Across workers, the
+    Durable extension refuses to start an id that is still pending or running; that refusal
+    is read back as a duplicate. Any other client failure propagates.
+    """
+    instance_id = request.generation_request_id
+    async with _lock_for(instance_id):
+        existing = _runtime_status(await client.get_status(instance_id))
+        if existing in KEEP:
+            return StartOutcome(started=False, runtime_status=existing)
+        try:
+            await client.start_new(ORCHESTRATOR, instance_id, request.model_dump(mode="json"))
+        except Exception:
+            now = _runtime_status(await client.get_status(instance_id))
+            if now not in KEEP:
+                raise
+            logger.info("%s was started elsewhere meanwhile (%s)", instance_id, now)
+            return StartOutcome(started=False, runtime_status=now)
+        return StartOutcome(started=True, runtime_status=existing)
 
 
 async def handle_generate(req: func.HttpRequest, client: DurableClient) -> func.HttpResponse:
-    """Validate the body and start (or find) the orchestration named by its id."""
+    """Validate the body and start (or find) the orchestration named by its id.
+
+    400: invalid (nothing started). 202: started, or a duplicate still pending/running.
+    200: a duplicate of a completed run. 503: the durable client failed.
+    """
     try:
         request = parse_request(decode_json_body(req)).with_seed()
     except InvalidRequestError as error:
         return _bad_request(error.errors)
     instance_id = request.generation_request_id
-    existing = _runtime_status(await client.get_status(instance_id))
-    if existing in _KEEP:
-        logger.info("request %s repeated while %s: nothing started", instance_id, existing)
+    try:
+        outcome = await start_once(client, request)
+    except Exception:
+        logger.exception("could not start %s", instance_id)
+        return _unavailable(f"could not start generation {instance_id!r} now")
+    if not outcome.started:
+        logger.info(
+            "request %s repeated while %s: nothing started", instance_id, outcome.runtime_status
+        )
         body: dict[str, Any] = {
             **client.create_http_management_payload(instance_id),
-            "runtimeStatus": existing,
+            "runtimeStatus": outcome.runtime_status,
             "duplicate": True,
         }
-        return _json(body, 200 if existing == "Completed" else 202)
-    await client.start_new(ORCHESTRATOR, instance_id, request.model_dump(mode="json"))
+        return _json(body, 200 if outcome.runtime_status == "Completed" else 202)
     logger.info(
         "started %s: %s, %.1f s, seed %d%s",
         instance_id,
         ",".join(s.value for s in request.target_stems),
         request.parameters.duration_seconds,
         request.seed,
-        f" (previous run {existing})" if existing else "",
+        f" (previous run {outcome.runtime_status})" if outcome.runtime_status else "",
     )
     started: dict[str, Any] = {
         **client.create_http_management_payload(instance_id),
@@ -111,8 +195,17 @@ async def handle_generate(req: func.HttpRequest, client: DurableClient) -> func.
 
 
 async def handle_status(instance_id: str, client: DurableClient) -> func.HttpResponse:
-    """The orchestration's state in plain terms; 404 when the id is unknown."""
-    status = await client.get_status(instance_id)
+    """The orchestration's state in plain terms; 404 when the id is unknown, 400 when it
+    could not be one, 503 when the durable client fails."""
+    try:
+        check_id(instance_id)
+    except InvalidRequestError as error:
+        return _bad_request(error.errors)
+    try:
+        status = await client.get_status(instance_id)
+    except Exception:
+        logger.exception("could not read the status of %s", instance_id)
+        return _unavailable(f"could not read the status of {instance_id!r} now")
     runtime_status = _runtime_status(status)
     if runtime_status is None:
         return _json({"error": f"no generation with id {instance_id!r}"}, 404)
@@ -172,7 +265,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-@bp.route(route="generate", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="generate", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
 async def start_generation(req: func.HttpRequest, client) -> func.HttpResponse:
     """POST /generate."""
@@ -180,7 +273,7 @@ async def start_generation(req: func.HttpRequest, client) -> func.HttpResponse:
 
 
 @bp.route(
-    route="generate/{generation_request_id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS
+    route="generate/{generation_request_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION
 )
 @bp.durable_client_input(client_name="client")
 async def generation_status(req: func.HttpRequest, client) -> func.HttpResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import uuid
 from collections.abc import Iterator
@@ -29,19 +30,42 @@ class FakeStatus:
 
 
 class FakeDurableClient:
-    """An in-memory stand-in for ``DurableOrchestrationClient`` (start, status, payload)."""
+    """An in-memory stand-in for ``DurableOrchestrationClient`` (start, status, payload).
+
+    Like the Durable extension (``overridableExistingInstanceStates`` NonRunningStates, its
+    default), ``start_new`` refuses an id that is still pending, running or suspended, with
+    the plain ``Exception`` the Python SDK raises; ``starts_refused`` counts those refusals.
+    Each call awaits once first, so concurrent callers interleave as over the network.
+    ``fail_next_start`` makes the next ``start_new`` raise that exception instead.
+    """
+
+    NOT_OVERRIDABLE = frozenset({"Pending", "Running", "Suspended", "ContinuedAsNew"})
 
     def __init__(self) -> None:
         self.instances: dict[str, FakeStatus] = {}
         self.started: list[tuple[str, str, Any]] = []
+        self.starts_refused = 0
+        self.fail_next_start: Exception | None = None
 
     async def start_new(self, name: str, instance_id: str | None = None, client_input=None) -> str:
+        await asyncio.sleep(0)
+        if self.fail_next_start is not None:
+            error, self.fail_next_start = self.fail_next_start, None
+            raise error
         instance_id = instance_id or uuid.uuid4().hex
+        current = self.instances.get(instance_id)
+        state = current.runtime_status.value if current and current.runtime_status else None
+        if state in self.NOT_OVERRIDABLE:
+            self.starts_refused += 1
+            # The SDK raises a bare Exception carrying the extension's message.
+            message = f"An Orchestration instance with the status {state} already exists."
+            raise Exception(message)  # noqa: TRY002
         self.started.append((name, instance_id, client_input))
         self.instances[instance_id] = FakeStatus(OrchestrationRuntimeStatus.Pending, client_input)
         return instance_id
 
     async def get_status(self, instance_id: str) -> FakeStatus:
+        await asyncio.sleep(0)
         # The real client answers an unknown id with an empty status, not an error.
         return self.instances.get(instance_id, FakeStatus(None))
 
@@ -75,6 +99,11 @@ def service_env(
     monkeypatch.setenv("MUSICGEN_MODEL", str(tiny_checkpoint))
     monkeypatch.setenv("MODEL_WARMUP_ON_START", "false")
     monkeypatch.setenv("CALLBACK_BACKOFF_SECONDS", "0")
+    # The callback receiver is a local pytest-httpserver: plain http on loopback.
+    monkeypatch.setenv("CALLBACK_ALLOW_HTTP", "true")
+    monkeypatch.setenv("CALLBACK_ALLOW_PRIVATE_NETWORKS", "true")
+    for key in ("CALLBACK_SECRET", "CALLBACK_ALLOWED_HOSTS", "CALLBACK_MAX_TOTAL_SECONDS"):
+        monkeypatch.delenv(key, raising=False)
     monkeypatch.delenv("CALLBACK_URL", raising=False)
     monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_URL", raising=False)
     runtime.reset_for_tests()

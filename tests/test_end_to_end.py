@@ -57,7 +57,10 @@ def body(request_id: str, callback_url: str) -> dict[str, Any]:
 def start(client: FakeDurableClient, request_body: dict[str, Any]) -> tuple[str, Any]:
     """POST /generate through the real handler; the instance id and orchestration input."""
     request = func.HttpRequest(
-        "POST", "http://localhost/generate", body=json.dumps(request_body).encode()
+        "POST",
+        "http://localhost/generate",
+        body=json.dumps(request_body).encode(),
+        headers={"Content-Type": "application/json"},
     )
     response = asyncio.run(handle_generate(request, client))
     assert response.status_code == 202, response.get_body()

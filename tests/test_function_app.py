@@ -48,6 +48,16 @@ def test_http_routes_are_the_old_workers(function_app, name, route, method):
     assert binding(bindings, "http")["direction"] == "OUT"
 
 
+@pytest.mark.parametrize(
+    ("name", "auth_level"),
+    [("start_generation", "FUNCTION"), ("generation_status", "FUNCTION"), ("health", "ANONYMOUS")],
+)
+def test_generation_endpoints_need_a_function_key_health_does_not(function_app, name, auth_level):
+    # As the host reads it from the function index; FUNCTION: a function or host key.
+    trigger = binding(index(function_app.app)[name], "httpTrigger")
+    assert trigger["authLevel"] == auth_level
+
+
 def test_generation_endpoints_get_a_durable_client_health_does_not(function_app):
     functions = index(function_app.app)
     assert binding(functions["start_generation"], "durableClient")["name"] == "client"

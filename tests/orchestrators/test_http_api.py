@@ -7,7 +7,8 @@ import azure.functions as func
 import pytest
 
 from generation.model_loader import ModelState
-from orchestrators import runtime
+from generation.request import MAX_ERRORS
+from orchestrators import http_api, runtime
 from orchestrators.http_api import (
     ORCHESTRATOR,
     handle_generate,
@@ -15,6 +16,7 @@ from orchestrators.http_api import (
     health,
     health_report,
 )
+from tests.service_fixtures import FakeDurableClient
 
 BODY = {
     "generation_request_id": "req-1",
@@ -29,11 +31,12 @@ BODY = {
 }
 
 
-def post(body, raw: bytes | None = None) -> func.HttpRequest:
+def post(
+    body, raw: bytes | None = None, content_type: str | None = "application/json"
+) -> func.HttpRequest:
     data = raw if raw is not None else json.dumps(body).encode()
-    return func.HttpRequest(
-        "POST", "http://localhost/generate", body=data, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": content_type} if content_type is not None else {}
+    return func.HttpRequest("POST", "http://localhost/generate", body=data, headers=headers)
 
 
 def call(coro):
@@ -82,6 +85,253 @@ def test_invalid_request_is_400_with_field_errors_and_starts_nothing(
     assert isinstance(errors, list) and field in {e["field"] for e in errors}
     assert all(set(e) == {"field", "message", "type"} for e in errors)
     assert durable_client.started == []
+
+
+def with_params(**fields) -> dict:
+    return {**BODY, "parameters": {**BODY["parameters"], **fields}}
+
+
+def nested(depth: int) -> bytes:
+    return b'{"generation_request_id": "req-1", "target_stems": ["bass"], "x": ' + (
+        b"[" * depth + b"]" * depth + b"}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "raw", "field"),
+    [
+        # Numbers are JSON numbers, ints exact: no strings, no booleans, no 7.5 seeds.
+        ({**BODY, "seed": 7.5}, None, "seed"),
+        ({**BODY, "seed": 7.0}, None, "seed"),
+        ({**BODY, "seed": True}, None, "seed"),
+        ({**BODY, "seed": "7"}, None, "seed"),
+        ({**BODY, "seed": -1}, None, "seed"),
+        ({**BODY, "seed": 2**32}, None, "seed"),
+        (with_params(duration_seconds="10"), None, "parameters.duration_seconds"),
+        (with_params(duration_seconds=0.5), None, "parameters.duration_seconds"),
+        (with_params(duration_seconds=301), None, "parameters.duration_seconds"),
+        (with_params(duration_seconds=False), None, "parameters.duration_seconds"),
+        (with_params(target_bpm=39), None, "parameters.target_bpm"),
+        (with_params(target_bpm=241), None, "parameters.target_bpm"),
+        (with_params(target_bpm=True), None, "parameters.target_bpm"),
+        (with_params(top_k=3.0), None, "parameters.top_k"),
+        (with_params(style="s" * 201), None, "parameters.style"),
+        (with_params(prompt="p" * 1001), None, "parameters.prompt"),
+        (with_params(prompt=7), None, "parameters.prompt"),
+        (None, b'{"generation_request_id": "r", "target_stems": ["bass"], "seed": 1e400}', "seed"),
+        (
+            None,
+            b'{"generation_request_id": "r", "target_stems": ["bass"], '
+            b'"parameters": {"duration_seconds": 1e400}}',
+            "parameters.duration_seconds",
+        ),
+        # Stems: known, distinct, 1 to 8.
+        ({**BODY, "target_stems": ["bass", "bass"]}, None, "target_stems"),
+        ({**BODY, "target_stems": []}, None, "target_stems"),
+        (
+            {
+                **BODY,
+                "target_stems": [
+                    "guitar",
+                    "bass",
+                    "drums",
+                    "piano",
+                    "keys",
+                    "synth",
+                    "strings",
+                    "brass",
+                    "vocals",
+                ],
+            },
+            None,
+            "target_stems",
+        ),
+        ({**BODY, "target_stems": "bass"}, None, "target_stems"),
+        # Unknown fields, at every level.
+        ({**BODY, "priority": 1}, None, "priority"),
+        (with_params(tempo=120), None, "parameters.tempo"),
+        # Ids: one safe path segment, a valid Durable instance id.
+        ({**BODY, "generation_request_id": ".."}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": "a..b"}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": ".hidden"}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": "trailing."}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": "a/b"}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": "a\\b"}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": "a#b"}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": "@entity"}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": "req\n"}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": "re\x00q"}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": "réq"}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": "r" * 129}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": ""}, None, "generation_request_id"),
+        ({**BODY, "generation_request_id": 42}, None, "generation_request_id"),
+        ({**BODY, "audio_file_id": "../x"}, None, "audio_file_id"),
+        # The body itself.
+        ([BODY], None, "body"),
+        ("req-1", None, "body"),
+        (None, b"null", "body"),
+        (None, b"42", "body"),
+        (None, b'{"seed": 1, "seed": 2}', "body"),
+        (None, b'{"seed": Infinity}', "body"),
+        (None, b"\xef\xbb\xbf" + json.dumps(BODY).encode(), "body"),
+        (None, json.dumps(BODY).encode("utf-16"), "body"),
+        (None, b'{"generation_request_id": "caf\xe9"}', "body"),
+        (None, b"[" * 100_000, "body"),
+        (None, nested(9), "body"),
+        (None, nested(10_000), "body"),
+        (None, json.dumps({**BODY, "pad": "x" * (64 * 1024)}).encode(), "body"),
+    ],
+)
+def test_every_bad_input_is_400_listing_the_field_and_starts_nothing(
+    durable_client, body, raw, field
+):
+    response = call(handle_generate(post(body, raw), durable_client))
+    assert response.status_code == 400
+    reply = decoded(response)
+    assert reply["error"] == "invalid request"
+    assert field in {e["field"] for e in reply["errors"]}, reply["errors"]
+    assert all(set(e) == {"field", "message", "type"} for e in reply["errors"])
+    assert durable_client.started == []
+
+
+def test_brackets_inside_strings_are_not_nesting(durable_client):
+    prompt = 'say "[[[[[[[[[[[[" \\" {{{{{{{{{{ \\\\ [[[[[[[[['
+    response = call(handle_generate(post(with_params(prompt=prompt)), durable_client))
+    assert response.status_code == 202, response.get_body()
+    assert durable_client.started[0][2]["parameters"]["prompt"] == prompt
+
+
+def test_shallow_unknown_nesting_is_an_unknown_field_not_a_parse_error(durable_client):
+    response = call(handle_generate(post(None, nested(7)), durable_client))
+    assert response.status_code == 400
+    assert [e["field"] for e in decoded(response)["errors"]] == ["x"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "application/jsonp",
+        "application/json; charset=latin-1",
+        "application/json; charset=utf-16",
+    ],
+)
+def test_a_body_not_declared_as_utf8_json_is_400(durable_client, content_type):
+    response = call(handle_generate(post(BODY, content_type=content_type), durable_client))
+    assert response.status_code == 400
+    [error] = decoded(response)["errors"]
+    assert error["field"] == "body" and (
+        "Content-Type" in error["message"] or "charset" in error["message"]
+    )
+    assert durable_client.started == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "Application/JSON",
+        "application/json; charset=UTF-8",
+        'application/json;charset="utf-8"',
+    ],
+)
+def test_json_content_types_are_accepted(durable_client, content_type):
+    response = call(handle_generate(post(BODY, content_type=content_type), durable_client))
+    assert response.status_code == 202
+
+
+def test_thousands_of_errors_are_summarised(durable_client):
+    body = {**BODY, **{f"extra{i}": i for i in range(500)}}
+    errors = decoded(call(handle_generate(post(body), durable_client)))["errors"]
+    assert len(errors) == MAX_ERRORS + 1
+    assert errors[-1] == {
+        "field": "body",
+        "message": "450 more errors not listed",
+        "type": "too_many_errors",
+    }
+
+
+def test_the_same_request_posted_50_times_at_once_starts_one_orchestration(durable_client):
+    async def post_all():
+        return await asyncio.gather(
+            *(handle_generate(post(BODY), durable_client) for _ in range(50))
+        )
+
+    responses = call(post_all())
+    assert [s[1] for s in durable_client.started] == ["req-1"]
+    assert {r.status_code for r in responses} == {202}
+    bodies = [decoded(r) for r in responses]
+    assert {b["id"] for b in bodies} == {"req-1"}
+    assert sum(not b["duplicate"] for b in bodies) == 1
+    assert durable_client.starts_refused == 0  # the worker's lock ordered them
+
+
+def test_concurrent_workers_start_one_orchestration_and_the_rest_are_duplicates(
+    durable_client, monkeypatch
+):
+    # As if each post ran in its own worker process: no shared lock, all read "unknown"
+    # before any start; the durable extension refuses all starts but the first.
+    monkeypatch.setattr(http_api, "_lock_for", lambda instance_id: asyncio.Lock())
+
+    async def post_all():
+        return await asyncio.gather(
+            *(handle_generate(post(BODY), durable_client) for _ in range(50))
+        )
+
+    responses = call(post_all())
+    assert [s[1] for s in durable_client.started] == ["req-1"]
+    assert durable_client.starts_refused == 49
+    assert {r.status_code for r in responses} == {202}
+    bodies = [decoded(r) for r in responses]
+    assert {b["id"] for b in bodies} == {"req-1"}
+    assert sorted(b["duplicate"] for b in bodies) == [False] + [True] * 49
+    assert {b.get("runtimeStatus") for b in bodies if b["duplicate"]} == {"Pending"}
+
+
+def test_a_start_refused_after_a_stale_read_is_answered_as_a_duplicate(durable_client):
+    durable_client.set("req-1", "Running")
+    real_get_status = durable_client.get_status
+    reads = []
+
+    async def stale_first(instance_id):
+        reads.append(instance_id)
+        status = await real_get_status(instance_id)
+        return type(status)(None) if len(reads) == 1 else status
+
+    durable_client.get_status = stale_first
+    response = call(handle_generate(post(BODY), durable_client))
+    assert response.status_code == 202
+    body = decoded(response)
+    assert body["duplicate"] is True and body["runtimeStatus"] == "Running"
+    assert durable_client.started == [] and durable_client.starts_refused == 1
+
+
+def test_a_durable_client_failure_is_503_not_500(durable_client):
+    durable_client.fail_next_start = ConnectionError("task hub unreachable")
+    response = call(handle_generate(post(BODY), durable_client))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert "req-1" in decoded(response)["error"] and durable_client.started == []
+
+
+def test_status_of_an_impossible_id_is_400():
+    client = FakeDurableClient()
+    response = call(handle_status("../etc", client))
+    assert response.status_code == 400
+    assert decoded(response)["errors"][0]["field"] == "generation_request_id"
+
+
+def test_status_when_the_durable_client_fails_is_503(durable_client):
+    async def broken(instance_id):
+        raise ConnectionError("task hub unreachable")
+
+    durable_client.get_status = broken
+    response = call(handle_status("req-1", durable_client))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
 
 
 @pytest.mark.parametrize(
