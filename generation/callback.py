@@ -45,6 +45,22 @@ from generation.url_safety import CallbackPolicy, IPAddress, Resolver, check_cal
 
 logger = logging.getLogger(__name__)
 
+
+class _RedactQueryStrings(logging.Filter):
+    """Cuts query strings out of urllib3's request lines (``"POST /hook?token=..."``):
+    callers put tokens there, and urllib3 logs each request at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                a.split("?", 1)[0] + "?<redacted>" if isinstance(a, str) and "?" in a else a
+                for a in record.args
+            )
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactQueryStrings())
+
 USER_AGENT = "musicgen-stems-callback/1"
 TIMESTAMP_HEADER = "X-Stem-Timestamp"
 SIGNATURE_HEADER = "X-Stem-Signature"
