@@ -142,10 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _generate(args)
-    except InvalidRequestError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except SettingsError as error:
+    except (InvalidRequestError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except GenerationError as error:
