@@ -5,6 +5,11 @@
 
 writes ``OUT_DIR/<stem>.wav`` and ``OUT_DIR/manifest.json``. Exit codes: 0 done, 2 bad
 input, 1 the model could not be loaded or generation failed; errors are one line on stderr.
+
+    python -m generation conform INPUT --bpm 120 --bars 8 [--time-signature 4/4] --out OUTPUT
+
+locks an audio file to a tempo and cuts it to whole bars (``generation.musical.conform``);
+OUTPUT's format follows its extension. Exit 2 on an unreadable input or bad option.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 from tqdm import tqdm
 from transformers.utils import logging as transformers_logging
 
@@ -67,7 +74,58 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--cache-dir", default=None, help="model cache directory (MODEL_CACHE_DIR)")
     gen.add_argument("--gpu", action="store_true", help="use CUDA when present (USE_GPU)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    con = verbs.add_parser("conform", help="lock an audio file to a tempo and cut it to bars")
+    con.add_argument("input", type=Path, help="any file libsndfile reads (wav, flac, ogg, ...)")
+    con.add_argument("--bpm", type=float, required=True, help="target tempo")
+    con.add_argument("--bars", type=int, required=True, help="length of the result in bars")
+    con.add_argument("--time-signature", default="4/4", help="beats per bar / note value")
+    con.add_argument(
+        "--source-bpm", type=float, default=None, help="tempo of INPUT (default: estimated)"
+    )
+    con.add_argument(
+        "--downbeat", type=float, default=None, help="INPUT's first downbeat, s (estimated)"
+    )
+    con.add_argument("--out", type=Path, required=True, help="output file; format from extension")
     return parser
+
+
+def _beats_per_bar(time_signature: str) -> int:
+    beats, _, unit = time_signature.partition("/")
+    if not (beats.isdigit() and unit.isdigit() and int(beats) >= 1 and int(unit) >= 1):
+        raise InvalidRequestError(f"--time-signature must look like 4/4, got {time_signature!r}")
+    return int(beats)
+
+
+def _conform(args: argparse.Namespace) -> int:
+    # Imported here: librosa and numba take a second to load, which `generate` never needs.
+    from generation.musical import conform  # noqa: PLC0415
+
+    beats_per_bar = _beats_per_bar(args.time_signature)
+    if not args.bpm > 0 or args.bars < 1:
+        raise InvalidRequestError("--bpm must be > 0 and --bars >= 1")
+    try:
+        frames, sample_rate = sf.read(args.input, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, OSError, RuntimeError) as error:
+        raise InvalidRequestError(f"cannot read {args.input}: {error}") from error
+    try:
+        audio = conform(
+            frames.T,
+            sample_rate,
+            target_bpm=args.bpm,
+            bars=args.bars,
+            beats_per_bar=beats_per_bar,
+            source_bpm=args.source_bpm,
+            downbeat_s=args.downbeat,
+        )
+    except ValueError as error:
+        raise InvalidRequestError(str(error)) from error
+    try:
+        sf.write(args.out, np.ascontiguousarray(audio.T), sample_rate)
+    except (sf.LibsndfileError, TypeError, ValueError) as error:
+        raise InvalidRequestError(f"cannot write {args.out}: {error}") from error
+    logger.info("wrote %s: %d bars at %g BPM", args.out, args.bars, args.bpm)
+    return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -141,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers_logging.disable_progress_bar()
     args = _parser().parse_args(argv)
     try:
-        return _generate(args)
+        return _conform(args) if args.verb == "conform" else _generate(args)
     except (InvalidRequestError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

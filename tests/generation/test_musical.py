@@ -1,0 +1,250 @@
+"""Tempo lock, bar cut, key, loudness and mix on synthetic audio with known answers."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from generation.musical import (
+    STEM_LOUDNESS_TARGETS,
+    Key,
+    bar_length_samples,
+    conform,
+    estimate_key,
+    estimate_tempo,
+    integrated_loudness,
+    mix,
+    normalize_loudness,
+    true_peak_dbtp,
+    true_peak_limit,
+)
+from generation.request import Stem
+
+SR = 32000
+SOURCE_BPM = 112.0
+PICKUP_BEATS = 2  # the pattern starts on beat 3, so the first downbeat is not the first hit
+FIRST_HIT_S = 0.3
+
+
+def click_track(bpm=SOURCE_BPM, beats=44, sr=SR):
+    """Mono drum-like clicks: a loud low hit on each "one", quiet high ticks elsewhere.
+
+    Returns ``([1, samples] float32, first downbeat onset in seconds)``.
+    """
+    rng = np.random.default_rng(0)
+    hit = int(0.03 * sr)
+    decay = np.exp(-np.arange(hit) / (0.005 * sr))
+    audio = np.zeros(int((FIRST_HIT_S + beats * 60 / bpm + 1) * sr), np.float32)
+    downbeats = []
+    for i in range(beats):
+        start = round((FIRST_HIT_S + i * 60 / bpm) * sr)
+        down = (i - PICKUP_BEATS) % 4 == 0
+        if down:
+            downbeats.append(start / sr)
+        tone = np.sin(2 * np.pi * (150 if down else 1000) * np.arange(hit) / sr)
+        audio[start : start + hit] += (
+            (1.0 if down else 0.3) * decay * (tone + 0.5 * rng.standard_normal(hit))
+        )
+    return 0.5 * audio[np.newaxis, :], downbeats[0]
+
+
+def first_loud_onset_s(audio, sr=SR, fraction=0.5):
+    """First sample at least ``fraction`` of the peak: the accented downbeat's attack."""
+    envelope = np.abs(audio).max(axis=0)
+    return int(np.argmax(envelope >= fraction * envelope.max())) / sr
+
+
+@pytest.fixture(scope="module")
+def clicks():
+    return click_track()
+
+
+@pytest.fixture(scope="module")
+def conformed(clicks):
+    audio, _ = clicks
+    return conform(audio, SR, target_bpm=120.0, bars=8)
+
+
+def test_estimate_tempo_finds_the_source_tempo_and_downbeat(clicks):
+    audio, downbeat = clicks
+    estimate = estimate_tempo(audio, SR)
+    assert abs(estimate.bpm - SOURCE_BPM) < 0.1
+    assert abs(estimate.first_downbeat_s - downbeat) < 0.005
+    assert estimate.beat_times_s[0] == pytest.approx(FIRST_HIT_S, abs=0.02)
+
+
+def test_conform_locks_the_tempo(conformed):
+    assert abs(estimate_tempo(conformed, SR).bpm - 120.0) < 0.5
+
+
+def test_conform_cuts_to_exactly_the_bars(conformed):
+    assert conformed.shape == (1, bar_length_samples(120.0, 8, 4, SR))
+    assert conformed.shape[1] == round(8 * 4 * 60 / 120.0 * SR)
+    assert conformed.dtype == np.float32
+
+
+def test_conform_puts_the_first_downbeat_on_zero(conformed):
+    assert abs(first_loud_onset_s(conformed)) < 0.010
+
+
+def test_conform_puts_the_first_downbeat_where_asked(clicks):
+    audio, _ = clicks
+    out = conform(audio, SR, target_bpm=120.0, bars=2, align_to_s=0.25)
+    assert out.shape[1] == SR * 4
+    assert abs(first_loud_onset_s(out) - 0.25) < 0.010
+
+
+def test_conform_with_known_tempo_and_downbeat_pads_short_audio(clicks):
+    audio, downbeat = clicks
+    out = conform(
+        audio, SR, target_bpm=120.0, bars=16, beats_per_bar=3, source_bpm=112.0, downbeat_s=downbeat
+    )
+    assert out.shape == (1, round(16 * 3 * 0.5 * SR))  # longer than the source: zero tail
+    assert not np.any(out[:, -SR:])
+    assert abs(first_loud_onset_s(out)) < 0.010
+
+
+def test_conform_fades_where_it_cuts(clicks):
+    audio, _ = clicks
+    noise = np.random.default_rng(1).uniform(-0.5, 0.5, audio.shape).astype(np.float32)
+    out = conform(noise, SR, target_bpm=120.0, bars=1, source_bpm=112.0, downbeat_s=1.0)
+    assert abs(out[0, 0]) < 1e-6
+    assert abs(out[0, -1]) < 1e-3
+
+
+def test_conform_keeps_channels(clicks):
+    audio, downbeat = clicks
+    stereo = np.vstack([audio, 0.5 * audio])
+    out = conform(stereo, SR, target_bpm=100.0, bars=2, source_bpm=112.0, downbeat_s=downbeat)
+    assert out.shape == (2, round(2 * 4 * 0.6 * SR))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"target_bpm": 0.0, "bars": 4}, {"target_bpm": 120.0, "bars": 0}]
+)
+def test_conform_rejects_bad_arguments(clicks, kwargs):
+    with pytest.raises(ValueError):
+        conform(clicks[0], SR, **kwargs)
+
+
+def chord_pad(chords, seconds_each=1.0, sr=SR):
+    """Sustained chords of sine partials (fundamental plus three decaying harmonics)."""
+    t = np.arange(int(seconds_each * sr)) / sr
+    envelope = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.02)
+    parts = []
+    for chord in chords:
+        tone = np.zeros_like(t)
+        for midi in chord:
+            f0 = 440.0 * 2 ** ((midi - 69) / 12)
+            for harmonic, gain in ((1, 1.0), (2, 0.4), (3, 0.2), (4, 0.1)):
+                tone += gain * np.sin(2 * np.pi * f0 * harmonic * t)
+        parts.append(tone * envelope)
+    audio = np.concatenate(parts)
+    return (0.2 * audio / np.max(np.abs(audio)))[np.newaxis, :].astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("chords", "expected"),
+    [
+        # C - F - G - C
+        (
+            [(48, 52, 55, 60), (53, 57, 60, 65), (55, 59, 62, 67), (48, 52, 55, 60)],
+            Key("C", "major"),
+        ),
+        # Am - Dm - E - Am
+        (
+            [(45, 57, 60, 64), (50, 57, 62, 65), (52, 56, 59, 64), (45, 57, 60, 64)],
+            Key("A", "minor"),
+        ),
+        # D - G - A - D
+        (
+            [(50, 54, 57, 62), (55, 59, 62, 67), (57, 61, 64, 69), (50, 54, 57, 62)],
+            Key("D", "major"),
+        ),
+    ],
+)
+def test_estimate_key_on_chord_progressions(chords, expected):
+    assert estimate_key(chord_pad(chords), SR) == expected
+
+
+def test_normalize_loudness_hits_the_target(clicks):
+    audio, _ = clicks
+    pad = chord_pad([(48, 52, 55, 60)] * 4)
+    for source, stem in ((audio, Stem.DRUMS), (pad, Stem.PADS)):
+        target = STEM_LOUDNESS_TARGETS[stem]
+        normalized = normalize_loudness(source, SR, target)
+        assert abs(integrated_loudness(normalized, SR) - target) < 0.5
+
+
+def test_every_stem_has_a_loudness_target():
+    assert set(STEM_LOUDNESS_TARGETS) == set(Stem)
+
+
+def test_mix_never_exceeds_the_ceiling(clicks):
+    audio, _ = clicks
+    drums = normalize_loudness(audio, SR, -8.0)  # deliberately hot: peaks well over 0 dBFS
+    pad = chord_pad([(48, 52, 55, 60)] * 20)
+    bass = normalize_loudness(chord_pad([(36,)] * 20), SR, -10.0)
+    mixed = mix([drums, pad, bass], SR)
+    assert mixed.shape == (1, max(drums.shape[1], pad.shape[1]))
+    assert true_peak_dbtp(mixed, SR) <= -1.0
+    assert np.max(np.abs(mixed)) <= 10 ** (-1.0 / 20)
+
+
+def test_true_peak_limit_leaves_quiet_audio_alone():
+    quiet = chord_pad([(60, 64, 67)])
+    assert np.array_equal(true_peak_limit(quiet, SR), quiet)
+
+
+def test_loudness_needs_a_gating_block():
+    with pytest.raises(ValueError):
+        integrated_loudness(np.zeros((1, SR // 10), np.float32), SR)
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "generation", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_conform_end_to_end(clicks, tmp_path):
+    audio, _ = clicks
+    source = tmp_path / "loop.wav"
+    sf.write(source, audio.T, SR, subtype="PCM_24")
+    out = tmp_path / "loop-120.flac"
+    result = run_cli(
+        "conform",
+        str(source),
+        "--bpm",
+        "120",
+        "--bars",
+        "4",
+        "--time-signature",
+        "4/4",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    written, rate = sf.read(out, always_2d=True)
+    assert rate == SR
+    assert written.shape == (round(4 * 4 * 0.5 * SR), 1)
+    assert abs(first_loud_onset_s(written.T)) < 0.010
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--bpm", "120", "--bars", "4"),  # input is not audio
+        ("--bpm", "120", "--bars", "4", "--time-signature", "four"),
+        ("--bpm", "-1", "--bars", "4"),
+    ],
+)
+def test_cli_conform_bad_input_is_one_error_line(tmp_path, args):
+    bogus = tmp_path / "not-audio.wav"
+    bogus.write_text("hello")
+    result = run_cli("conform", str(bogus), *args, "--out", str(tmp_path / "x.wav"))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error:")
+    assert len(result.stderr.strip().splitlines()) == 1
