@@ -33,6 +33,8 @@ ENCODINGS: dict[OutputFormat, Encoding] = {
     OutputFormat.WAV: Encoding("WAV", "PCM_16", "wav", "audio/wav"),
     OutputFormat.WAV_24: Encoding("WAV", "PCM_24", "wav", "audio/wav"),
     OutputFormat.WAV_FLOAT: Encoding("WAV", "FLOAT", "wav", "audio/wav"),
+    OutputFormat.FLAC: Encoding("FLAC", "PCM_24", "flac", "audio/flac"),
+    OutputFormat.MP3: Encoding("MP3", "MPEG_LAYER_III", "mp3", "audio/mpeg"),
 }
 
 

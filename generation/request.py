@@ -57,11 +57,14 @@ class Stem(StrEnum):
 
 
 class OutputFormat(StrEnum):
-    """Audio file encodings: ``wav`` is 16-bit PCM."""
+    """Audio file encodings: ``wav`` is 16-bit PCM; ``flac`` is lossless 24-bit; ``mp3`` is
+    MPEG-1 Layer III (lossy, for previews)."""
 
     WAV = "wav"
     WAV_24 = "wav_24"
     WAV_FLOAT = "wav_float"
+    FLAC = "flac"
+    MP3 = "mp3"
 
 
 SafeId = Annotated[

@@ -40,6 +40,23 @@ def test_formats_round_trip_with_their_sample_type(fmt, subtype):
     assert ENCODINGS[fmt].content_type == "audio/wav"
 
 
+@pytest.mark.parametrize(
+    ("fmt", "container", "content_type"),
+    [(OutputFormat.FLAC, "FLAC", "audio/flac"), (OutputFormat.MP3, "MP3", "audio/mpeg")],
+)
+def test_flac_and_mp3_keep_length_and_sound(fmt, container, content_type):
+    audio = (0.5 * np.sin(2 * np.pi * 440 * np.arange(32000) / 32000)).astype(np.float32)
+    data = encode_audio(audio[None, :], 32000, fmt)
+    info = sf.info(io.BytesIO(data))
+    assert (info.format, info.samplerate, info.channels) == (container, 32000, 1)
+    decoded, _ = sf.read(io.BytesIO(data), dtype="float32")
+    assert decoded.shape == (32000,)
+    correlation = np.corrcoef(decoded, audio)[0, 1]
+    assert correlation > (0.9999 if fmt is OutputFormat.FLAC else 0.99)
+    assert ENCODINGS[fmt].content_type == content_type
+    assert ENCODINGS[fmt].extension == fmt.value
+
+
 def test_write_audio_leaves_no_partial_file(tmp_path):
     path = write_audio(tmp_path / "x.wav", np.zeros((1, 10)), 32000, OutputFormat.WAV)
     assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]

@@ -177,3 +177,13 @@ def test_concurrent_stem_activities_of_several_requests_share_a_batch(service_en
         "generations/req-act-2/drums.wav",
     ]
     assert runtime.batcher().batches == [3]
+
+
+def test_generate_stem_writes_flac_and_mp3_under_their_own_names(service_env):
+    for fmt, container in (("flac", "FLAC"), ("mp3", "MP3")):
+        request = {**REQUEST, "output_format": fmt}
+        result = activities.generate_stem({"request": request, "stem": "bass", "stem_index": 1})
+        assert result["blob_name"] == f"generations/req-act-1/bass.{fmt}"
+        assert result["format"] == fmt
+        info = sf.info(io.BytesIO(store().download_bytes(result["blob_name"])))
+        assert (info.format, info.samplerate, info.frames) == (container, 32000, 48000)

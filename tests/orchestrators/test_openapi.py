@@ -203,7 +203,7 @@ VALID = {"generation_request_id": "r1", "target_stems": ["drums"]}
         {**VALID, "generation_request_id": "req\n"},
         {**VALID, "generation_request_id": "x" * 129},
         {**VALID, "audio_file_id": "../up"},
-        {**VALID, "output_format": "mp3"},
+        {**VALID, "output_format": "ogg"},
         {"target_stems": ["drums"]},
         [VALID],
     ],
