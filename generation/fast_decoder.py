@@ -14,7 +14,6 @@ twins), ``K`` codebooks, ``V`` = 2048 codes, ``D`` hidden size, ``H`` heads.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -321,13 +320,3 @@ def _attend(
     if mask is not None:
         scores = scores + mask
     return torch.matmul(torch.softmax(scores.float(), dim=-1).to(v.dtype), v)
-
-
-def max_positions(model: Any) -> int:
-    """The decoder's position table size (the longest sequence it can decode)."""
-    return int(model.decoder.model.decoder.embed_positions.weights.shape[0])
-
-
-def frames_budget(window_s: float, frame_rate: float, num_codebooks: int) -> int:
-    """Positions needed for a window of ``window_s`` seconds (start token + delay)."""
-    return math.ceil(window_s * frame_rate) + num_codebooks

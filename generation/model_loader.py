@@ -267,6 +267,7 @@ class ModelHolder:
         self._state = ModelState.NOT_LOADED
         self._loaded: LoadedModel | None = None
         self._error: ModelLoadError | None = None
+        self._device: torch.device | None = None
 
     @property
     def state(self) -> ModelState:
@@ -280,7 +281,11 @@ class ModelHolder:
     @property
     def device(self) -> torch.device:
         """The device the model runs (or will run) on."""
-        return self._loaded.device if self._loaded else resolve_device(self._settings.use_gpu)
+        if self._loaded is not None:
+            return self._loaded.device
+        if self._device is None:  # resolved once: /health asks often, the warning once is enough
+            self._device = resolve_device(self._settings.use_gpu)
+        return self._device
 
     def get(self) -> LoadedModel:
         """The loaded model, loading it now if needed (blocks); raises ``ModelLoadError``."""
