@@ -389,7 +389,9 @@ def test_verify_signature_defaults_to_the_current_time() -> None:
     )
 
 
-def test_rotation_signs_with_the_first_and_verifies_with_either(httpserver: HTTPServer) -> None:
+def deliver_signed_with_rotation(httpserver: HTTPServer) -> tuple[str, bytes, str]:
+    """Send PAYLOAD signed with (new, old) secrets; the (timestamp, body, signature) the
+    receiver got."""
     httpserver.expect_request("/hook").respond_with_data("ok")
     send_callback(
         httpserver.url_for("/hook"),
@@ -399,11 +401,15 @@ def test_rotation_signs_with_the_first_and_verifies_with_either(httpserver: HTTP
         wall_clock=lambda: NOW,
     )
     [(request, _)] = httpserver.log
-    args = (
+    return (
         request.headers[TIMESTAMP_HEADER],
         request.get_data(),
         request.headers[SIGNATURE_HEADER],
     )
+
+
+def test_rotation_signs_with_the_first_and_verifies_with_either(httpserver: HTTPServer) -> None:
+    args = deliver_signed_with_rotation(httpserver)
     assert verify_signature(SECRET, *args, now=NOW)
     assert verify_signature([OLD_SECRET, SECRET], *args, now=NOW)  # a receiver mid-rotation
     assert not verify_signature(OLD_SECRET, *args, now=NOW)  # signed with the new one only
@@ -840,20 +846,7 @@ def test_the_verification_snippet_in_security_md_works(httpserver: HTTPServer) -
     snippet = text.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
     exec(snippet, namespace)  # the receiver's copy-paste code, standard library only
-    httpserver.expect_request("/hook").respond_with_data("ok")
-    send_callback(
-        httpserver.url_for("/hook"),
-        PAYLOAD,
-        policy=LOCAL,
-        signing_secrets=[SECRET, OLD_SECRET],
-        wall_clock=lambda: NOW,
-    )
-    [(request, _)] = httpserver.log
-    args = (
-        request.headers[TIMESTAMP_HEADER],
-        request.get_data(),
-        request.headers[SIGNATURE_HEADER],
-    )
+    args = deliver_signed_with_rotation(httpserver)
     check = namespace["verify_signature"]
     assert check([SECRET, OLD_SECRET], *args, now=NOW)
     assert check([OLD_SECRET, SECRET], *args, now=NOW + 299)
