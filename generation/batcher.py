@@ -5,7 +5,9 @@ step reads every weight), so twelve clips in one batch cost little more than thr
 batcher collects clips for a short window (``BATCH_WINDOW_MS``), up to ``MAX_BATCH_SIZE``
 clips and a KV-cache memory budget (``BATCH_KV_BUDGET_MB``), generates them in one call on
 its own thread and hands each caller its clip. A clip's audio depends only on its own
-prompt, seed, duration and sampling (per-row generators), so batching never changes it.
+prompt, seed, duration, sampling and melody (per-row generators, per-row conditioning), so
+batching never changes it. Clips are queued as they are: a melody's audio is never compared
+or hashed here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from generation.model_loader import LoadedModel
-from generation.musicgen import ClipSpec, generate_clips, plan_length
+from generation.musicgen import ClipSpec, generate_clips, plan_length, prefix_positions
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ class BatchPolicy:
     kv_budget_bytes: int = 3 << 30
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a clip may hold a melody's audio
 class _Pending:
     clip: ClipSpec
     future: Future[np.ndarray]
@@ -77,6 +79,8 @@ class ClipBatcher:
         return [item.future.result() for item in pending]
 
     def _kv_bytes(self, loaded: LoadedModel, clip: ClipSpec) -> int:
+        """Self-attention cache ``clip`` needs: its longest window's positions, the carried
+        context, MusicGen-melody's conditioning prefix, twice with guidance."""
         plan = plan_length(
             clip.duration_s,
             sample_rate=loaded.sample_rate,
@@ -86,6 +90,7 @@ class ClipBatcher:
             stride_s=self._stride_s,
         )
         positions = max(plan.windows) + plan.prompt_frames * (len(plan.windows) > 1) + 4
+        positions += prefix_positions(loaded, clip.prompt)
         guided = 2 if clip.sampling.guidance_scale > 1 else 1
         return positions * guided * loaded.decoder.kv_bytes_per_position
 

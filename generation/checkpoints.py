@@ -8,7 +8,11 @@ They are test fixtures, never a product fallback: their audio is noise.
 Usage::
 
     python -m generation.checkpoints tiny DIR
+    python -m generation.checkpoints tiny-melody DIR
     python -m generation.checkpoints musicgen-small-random DIR
+
+``tiny-melody`` is a ``MusicgenMelodyForConditionalGeneration`` (facebook/musicgen-melody's
+layout: chroma and text as a prefix of the decoder's input, no cross-attention).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from transformers import (
     MusicgenConfig,
     MusicgenDecoderConfig,
     MusicgenForConditionalGeneration,
+    MusicgenMelodyConfig,
+    MusicgenMelodyDecoderConfig,
+    MusicgenMelodyForConditionalGeneration,
     MusicgenProcessor,
     T5Config,
     T5Tokenizer,
@@ -64,6 +71,9 @@ class CheckpointSpec:
     text_encoder: dict
     audio_encoder: dict
     tokenizer_vocab_size: int
+    # None: text-only MusicGen. Otherwise a melody checkpoint: ``num_chroma`` and
+    # ``chroma_length`` of its config (chroma frames the decoder's prefix holds).
+    melody: dict | None = None
 
 
 _ENCODEC_32K = {
@@ -88,28 +98,58 @@ _ENCODEC_32K = {
     "overlap": None,
 }
 
+_TINY_DECODER = {
+    "vocab_size": 2048,
+    "num_codebooks": 4,
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "ffn_dim": 128,
+    "max_position_embeddings": 2048,
+}
+_TINY_TEXT_ENCODER = {
+    "vocab_size": 512,
+    "d_model": 32,
+    "d_ff": 64,
+    "d_kv": 8,
+    "num_heads": 4,
+    "num_layers": 2,
+}
+
+# musicgen-melody's chroma: 12 pitch classes, 235 frames (30 s at 32 kHz, hop 4096).
+_MELODY_CHROMA = {"num_chroma": 12, "chroma_length": 235}
+# MusicgenMelodyFeatureExtractor's settings, as its ``to_dict`` saves them (it needs
+# torchaudio, which this project does not install: see ``model_loader.ChromaExtractor``).
+MELODY_FEATURE_EXTRACTOR = {
+    "feature_extractor_type": "MusicgenMelodyFeatureExtractor",
+    "feature_size": 12,
+    "num_chroma": 12,
+    "sampling_rate": SAMPLING_RATE_HZ,
+    "hop_length": 4096,
+    "n_fft": 16384,
+    "chunk_length": 30,
+    "n_samples": 30 * SAMPLING_RATE_HZ,
+    "padding_side": "left",
+    "padding_value": 0.0,
+    "return_attention_mask": True,
+    "stem_indices": [3, 2],
+}
+
 SPECS: dict[str, CheckpointSpec] = {
     "tiny": CheckpointSpec(
         name="tiny",
-        decoder={
-            "vocab_size": 2048,
-            "num_codebooks": 4,
-            "hidden_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "ffn_dim": 128,
-            "max_position_embeddings": 2048,
-        },
-        text_encoder={
-            "vocab_size": 512,
-            "d_model": 32,
-            "d_ff": 64,
-            "d_kv": 8,
-            "num_heads": 4,
-            "num_layers": 2,
-        },
+        decoder=_TINY_DECODER,
+        text_encoder=_TINY_TEXT_ENCODER,
         audio_encoder={**_ENCODEC_32K, "num_filters": 2, "hidden_size": 16},
         tokenizer_vocab_size=400,
+    ),
+    "tiny-melody": CheckpointSpec(
+        name="tiny-melody",
+        decoder=_TINY_DECODER,
+        text_encoder=_TINY_TEXT_ENCODER,
+        audio_encoder={**_ENCODEC_32K, "num_filters": 2, "hidden_size": 16},
+        tokenizer_vocab_size=400,
+        melody=_MELODY_CHROMA,
     ),
     "musicgen-small-random": CheckpointSpec(
         name="musicgen-small-random",
@@ -169,13 +209,21 @@ def train_t5_tokenizer(vocab_size: int) -> T5Tokenizer:
     return T5Tokenizer(vocab=vocab, extra_ids=T5_EXTRA_IDS)
 
 
-def build_config(name: str, *, min_text_vocab: int = 0) -> MusicgenConfig:
-    """The ``MusicgenConfig`` of checkpoint ``name`` (text vocab at least ``min_text_vocab``)."""
+def build_config(name: str, *, min_text_vocab: int = 0) -> MusicgenConfig | MusicgenMelodyConfig:
+    """The config of checkpoint ``name`` (text vocab at least ``min_text_vocab``):
+    ``MusicgenMelodyConfig`` for a melody checkpoint, else ``MusicgenConfig``."""
     if name not in SPECS:
         raise ValueError(f"unknown checkpoint {name!r}; choose one of {sorted(SPECS)}")
     spec = SPECS[name]
     text_cfg = dict(spec.text_encoder)
     text_cfg["vocab_size"] = max(text_cfg["vocab_size"], min_text_vocab)
+    if spec.melody is not None:
+        return MusicgenMelodyConfig(
+            text_encoder=T5Config(**text_cfg),
+            audio_encoder=EncodecConfig(**spec.audio_encoder),
+            decoder=MusicgenMelodyDecoderConfig(**spec.decoder),
+            **spec.melody,
+        )
     return MusicgenConfig(
         text_encoder=T5Config(**text_cfg),
         audio_encoder=EncodecConfig(**spec.audio_encoder),
@@ -183,7 +231,9 @@ def build_config(name: str, *, min_text_vocab: int = 0) -> MusicgenConfig:
     )
 
 
-def _randomize_codebooks(model: MusicgenForConditionalGeneration) -> None:
+def _randomize_codebooks(
+    model: MusicgenForConditionalGeneration | MusicgenMelodyForConditionalGeneration,
+) -> None:
     """Give EnCodec's codebooks random vectors: transformers initialises them to zeros,
     which would make the decoded audio independent of the generated tokens."""
     with torch.no_grad():
@@ -194,11 +244,21 @@ def _randomize_codebooks(model: MusicgenForConditionalGeneration) -> None:
             layer.codebook.cluster_size.fill_(1.0)
 
 
+def _amplify_chroma_projection(model: MusicgenMelodyForConditionalGeneration) -> None:
+    """Give the chroma projection unit-scale weights: transformers initialises it like every
+    linear layer (std 0.02), and against the prefix's sinusoidal positions (unit scale) the
+    chroma then barely moved the logits, so tests could hardly tell two melodies apart."""
+    with torch.no_grad():
+        model.audio_enc_to_dec_proj.weight.normal_()
+
+
 def build_checkpoint(name: str, out_dir: Path, seed: int = 0) -> Path:
     """Build checkpoint ``name`` with random weights into ``out_dir``; returns ``out_dir``.
 
-    The directory loads with ``MusicgenForConditionalGeneration.from_pretrained`` and
-    ``MusicgenProcessor.from_pretrained``, offline.
+    The directory loads offline with ``MusicgenForConditionalGeneration.from_pretrained``
+    and ``MusicgenProcessor.from_pretrained``; a melody checkpoint with
+    ``MusicgenMelodyForConditionalGeneration.from_pretrained`` and (where torchaudio is
+    installed) ``MusicgenMelodyProcessor.from_pretrained``, as facebook/musicgen-melody.
     """
     if name not in SPECS:
         raise ValueError(f"unknown checkpoint {name!r}; choose one of {sorted(SPECS)}")
@@ -209,7 +269,13 @@ def build_checkpoint(name: str, out_dir: Path, seed: int = 0) -> Path:
 
     tokenizer = train_t5_tokenizer(spec.tokenizer_vocab_size)
     config = build_config(name, min_text_vocab=len(tokenizer))
-    model = MusicgenForConditionalGeneration(config).eval()
+    model: MusicgenForConditionalGeneration | MusicgenMelodyForConditionalGeneration
+    if isinstance(config, MusicgenMelodyConfig):
+        melody_model = MusicgenMelodyForConditionalGeneration(config).eval()
+        _amplify_chroma_projection(melody_model)
+        model = melody_model
+    else:
+        model = MusicgenForConditionalGeneration(config).eval()
     _randomize_codebooks(model)
     gen = model.generation_config
     gen.decoder_start_token_id = spec.decoder["vocab_size"]
@@ -221,15 +287,30 @@ def build_checkpoint(name: str, out_dir: Path, seed: int = 0) -> Path:
     gen.max_length = 1500
     model.save_pretrained(out_dir)
 
-    feature_extractor = EncodecFeatureExtractor(
-        feature_size=1, sampling_rate=SAMPLING_RATE_HZ, padding_side="left"
-    )
-    MusicgenProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(
-        out_dir
-    )
+    if spec.melody is not None:
+        _save_melody_processor(tokenizer, out_dir)
+    else:
+        feature_extractor = EncodecFeatureExtractor(
+            feature_size=1, sampling_rate=SAMPLING_RATE_HZ, padding_side="left"
+        )
+        MusicgenProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(
+            out_dir
+        )
     params_m = sum(p.numel() for p in model.parameters()) / 1e6
     logger.info("built %s checkpoint (%.1fM parameters) in %s", name, params_m, out_dir)
     return out_dir
+
+
+def _save_melody_processor(tokenizer: T5Tokenizer, out_dir: Path) -> None:
+    """Save what ``MusicgenMelodyProcessor.save_pretrained`` would: the tokenizer and a
+    ``processor_config.json`` holding the feature extractor's settings. Written by hand
+    because ``MusicgenMelodyFeatureExtractor`` cannot be built without torchaudio."""
+    tokenizer.save_pretrained(out_dir)
+    processor = {
+        "feature_extractor": MELODY_FEATURE_EXTRACTOR,
+        "processor_class": "MusicgenMelodyProcessor",
+    }
+    (out_dir / "processor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """The project's MusicGen decoding loop: delay pattern, guidance and sampling, per row.
 
 Each row (one clip) has its own random generator, length and sampling parameters, so a
-clip's codes depend only on its own prompt, seed, length and sampling, never on what else
-shares the batch. With one row and fp32 weights it reproduces transformers' ``generate``
-token for token (same seed), which the tests check on the tiny checkpoint.
+clip's codes depend only on its own conditioning, seed, length and sampling, never on what
+else shares the batch. With one row and fp32 weights it reproduces transformers' ``generate``
+token for token (same seed), which the tests check on the tiny checkpoints (text-only and
+melody).
 
 Token layout (MusicGen's delay pattern): position 0 holds the start token; codebook ``k``
 holds frame ``t`` at position ``t + k + 1``; positions outside a codebook's frames are pad.
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from generation.fast_decoder import FastDecoder
 
@@ -78,26 +80,66 @@ def sample_next(
     )
 
 
-def decode_codes(
+def melody_prefix(
     decoder: FastDecoder,
     text_states: torch.Tensor,
     text_mask: torch.Tensor,
+    chroma: Sequence[torch.Tensor | None],
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """MusicGen-melody's conditioning prefix per row, and guidance's null condition.
+
+    ``text_states`` ``[B, L, D]`` and ``text_mask`` ``[B, L]`` as for ``decode_codes``;
+    ``chroma[b]`` ``[T, num_chroma]`` (one-hot frames) or None for no melody, which is
+    transformers' default: every frame pitch class 0. Row ``b``'s prefix is its projected
+    chroma (``chroma_length`` frames) then its own text states, left-padded to the longest
+    prefix: ``(states [B, P, D], mask [B, P], (null_states, null_mask))``. The null
+    condition is transformers' exactly: chroma frames all pitch class 0, zero text states,
+    the same slots attended (zeros are attended, not masked).
+    """
+    cond, null = [], []
+    for b, row_chroma in enumerate(chroma):
+        text = text_states[b, text_mask[b].bool()]  # this row's own tokens, no batch padding
+        # transformers' null chroma: as many frames as the melody's, all pitch class 0
+        frames = 1 if row_chroma is None else len(row_chroma)
+        silent = text.new_zeros(1, frames, decoder.num_chroma)
+        silent[..., 0] = 1
+        melody = silent if row_chroma is None else row_chroma.to(text)[None]
+        cond.append(torch.cat([decoder.project_chroma(melody)[0], text]))
+        null.append(torch.cat([decoder.project_chroma(silent)[0], torch.zeros_like(text)]))
+    longest = max(len(c) for c in cond)
+    mask = torch.zeros(len(cond), longest, dtype=text_mask.dtype, device=text_mask.device)
+    for b, c in enumerate(cond):
+        mask[b, longest - len(c) :] = 1
+
+    def left_pad(rows: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([F.pad(r, (0, 0, longest - len(r), 0)) for r in rows])
+
+    return left_pad(cond), mask, (left_pad(null), mask)
+
+
+def decode_codes(
+    decoder: FastDecoder,
+    states: torch.Tensor,
+    mask: torch.Tensor,
     rows: Sequence[DecodeRow],
     generators: Sequence[torch.Generator],
     *,
+    null: tuple[torch.Tensor, torch.Tensor] | None = None,
     prompt_codes: torch.Tensor | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Decode codec codes ``[B, K, P + max(frames)]`` for ``rows``.
 
-    ``text_states`` ``[B, L, D]`` are the projected, masked text-encoder states and
-    ``text_mask`` ``[B, L]`` their mask; ``prompt_codes`` ``[B, K, P]`` continue earlier
-    audio. A row's frames past its own length are pad and must be cut by the caller.
+    ``states`` ``[B, L, D]`` and ``mask`` ``[B, L]`` are the conditioning: the projected,
+    masked text-encoder states and their mask, or MusicGen-melody's prefix (``melody_prefix``,
+    which also gives ``null``, guidance's null condition; the default, zero states with
+    nothing to attend to, is text-only MusicGen's). ``prompt_codes`` ``[B, K, P]`` continue
+    earlier audio. A row's frames past its own length are pad and must be cut by the caller.
     """
     batch = len(rows)
     k_books = decoder.num_codebooks
     pad = decoder.pad_token
-    device = text_states.device
+    device = states.device
     prompt = 0 if prompt_codes is None else int(prompt_codes.shape[-1])
     longest = prompt + max(r.frames for r in rows)
     total = longest + k_books  # positions: start token, frames, delay tail
@@ -112,10 +154,10 @@ def decode_codes(
     tokens = torch.where(forced >= 0, forced, torch.full_like(forced, pad))
 
     guided = any(r.sampling.guidance_scale > 1 for r in rows)
-    states, mask = text_states, text_mask
-    if guided:  # the null condition: zero states, nothing to attend to
-        states = torch.cat([states, torch.zeros_like(states)])
-        mask = torch.cat([mask, torch.zeros_like(mask)])
+    if guided:
+        null_states, null_mask = null or (torch.zeros_like(states), torch.zeros_like(mask))
+        states = torch.cat([states, null_states])
+        mask = torch.cat([mask, null_mask])
     decoder.start(states, mask, total)
 
     def run(columns: torch.Tensor, pos: int) -> torch.Tensor:

@@ -8,12 +8,20 @@ The maths is the model's own (pre-norm layers: causal self-attention, cross-atte
 the text, GELU feed-forward; sinusoidal positions; one head per codebook), checked against
 transformers' logits in tests.
 
+MusicGen-melody (``MusicgenMelodyForConditionalGeneration``) has no cross-attention: its
+conditioning (projected chroma frames, then projected text states) is a *prefix* of the
+decoder's input sequence, and takes positions like the tokens after it. ``start`` runs the
+prefix into the static KV cache; ``step`` then decodes exactly as for text-only MusicGen.
+Rows whose prefixes differ in length are left-padded with masked slots and each row counts
+positions from its own first prefix slot, so a row computes what it would alone.
+
 Shapes: ``B`` rows (with guidance: conditional rows first, then their unconditional
 twins), ``K`` codebooks, ``V`` = 2048 codes, ``D`` hidden size, ``H`` heads.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,13 +135,14 @@ class _Layer:
     ln1: nn.LayerNorm
     qkv: PackedLinear  # q, k and v stacked: one weight read, one call
     out: PackedLinear
-    ln2: nn.LayerNorm
-    cross_q: PackedLinear
-    cross_kv: PackedLinear  # applied once per batch to the text states
-    cross_out: PackedLinear
     ln3: nn.LayerNorm
     fc1: PackedLinear
     fc2: PackedLinear
+    # Cross-attention to the text; None in MusicGen-melody (its conditioning is a prefix).
+    ln2: nn.LayerNorm | None = None
+    cross_q: PackedLinear | None = None
+    cross_kv: PackedLinear | None = None  # applied once per batch to the text states
+    cross_out: PackedLinear | None = None
 
 
 def _norm(source: nn.LayerNorm, dtype: torch.dtype) -> nn.LayerNorm:
@@ -142,8 +151,31 @@ def _norm(source: nn.LayerNorm, dtype: torch.dtype) -> nn.LayerNorm:
     return norm.to(dtype)
 
 
+def _pack_layer(layer: Any, weights: WeightFormat, dt: torch.dtype) -> _Layer:
+    """A transformers decoder layer's weights, packed (cross-attention only if it has one)."""
+    sa = layer.self_attn
+    qkv = torch.cat([sa.q_proj.weight, sa.k_proj.weight, sa.v_proj.weight])
+    packed = _Layer(
+        ln1=_norm(layer.self_attn_layer_norm, dt),
+        qkv=PackedLinear(qkv, weights, dt),
+        out=PackedLinear(sa.out_proj.weight, weights, dt),
+        ln3=_norm(layer.final_layer_norm, dt),
+        fc1=PackedLinear(layer.fc1.weight, weights, dt),
+        fc2=PackedLinear(layer.fc2.weight, weights, dt, weight_only=True),
+    )
+    ca = getattr(layer, "encoder_attn", None)
+    if ca is not None:
+        cross_kv = torch.cat([ca.k_proj.weight, ca.v_proj.weight])
+        packed.ln2 = _norm(layer.encoder_attn_layer_norm, dt)
+        packed.cross_q = PackedLinear(ca.q_proj.weight, weights, dt)
+        packed.cross_kv = PackedLinear(cross_kv, weights, dt)
+        packed.cross_out = PackedLinear(ca.out_proj.weight, weights, dt)
+    return packed
+
+
 class FastDecoder(nn.Module):
-    """The decoder of a loaded ``MusicgenForConditionalGeneration``, for incremental decoding.
+    """The decoder of a loaded ``MusicgenForConditionalGeneration`` (or
+    ``MusicgenMelodyForConditionalGeneration``), for incremental decoding.
 
     Call ``start(encoder_states, encoder_mask, max_steps)`` once per batch, then ``step``
     with the token columns for positions ``[pos, pos + n)``; it returns float32 logits
@@ -185,30 +217,19 @@ class FastDecoder(nn.Module):
             requires_grad=False,
         )  # [K, V + 1, D]
         self.positions = decoder.embed_positions.weights.detach().to(dt)  # [P, D]
+        self._sinusoids = decoder.embed_positions.get_embedding  # to grow ``positions``
+        # MusicGen-melody: the conditioning is a prefix of the input, not cross-attended.
+        self.prefix_conditioning = not hasattr(decoder.layers[0], "encoder_attn")
+        self.chroma_length = int(getattr(model.config, "chroma_length", 0))
+        self.num_chroma = int(getattr(model.config, "num_chroma", 0))
         layers = []
         for layer in decoder.layers:
-            sa, ca = layer.self_attn, layer.encoder_attn
-            qkv = torch.cat([sa.q_proj.weight, sa.k_proj.weight, sa.v_proj.weight])
-            cross_kv = torch.cat([ca.k_proj.weight, ca.v_proj.weight])
-            layers.append(
-                _Layer(
-                    ln1=_norm(layer.self_attn_layer_norm, dt),
-                    qkv=PackedLinear(qkv, weights, dt),
-                    out=PackedLinear(sa.out_proj.weight, weights, dt),
-                    ln2=_norm(layer.encoder_attn_layer_norm, dt),
-                    cross_q=PackedLinear(ca.q_proj.weight, weights, dt),
-                    cross_kv=PackedLinear(cross_kv, weights, dt),
-                    cross_out=PackedLinear(ca.out_proj.weight, weights, dt),
-                    ln3=_norm(layer.final_layer_norm, dt),
-                    fc1=PackedLinear(layer.fc1.weight, weights, dt),
-                    fc2=PackedLinear(layer.fc2.weight, weights, dt, weight_only=True),
-                )
-            )
+            layers.append(_pack_layer(layer, weights, dt))
             if on_packed is not None:
                 on_packed(layer)  # the source layer is no longer needed
         self.layers = layers
         self._modules_list = nn.ModuleList(
-            [m for layer in layers for m in vars(layer).values()]
+            [m for layer in layers for m in vars(layer).values() if m is not None]
         )  # so .to() and state_dict see them
         self.final_norm = _norm(decoder.layer_norm, dt)
         # The heads write the logits directly: no activation quantization there.
@@ -217,11 +238,17 @@ class FastDecoder(nn.Module):
         )  # [K * V, D]
         self.vocab = int(model.decoder.lm_heads[0].weight.shape[0])
         self.enc_to_dec = getattr(model, "enc_to_dec_proj", None)
+        self.chroma_to_dec = getattr(model, "audio_enc_to_dec_proj", None)
         self.to(self.device)
         self._cache_k: torch.Tensor | None = None
         self._cache_v: torch.Tensor | None = None
         self._cross: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._cross_mask: torch.Tensor | None = None
+        # Prefix models: cache slot of token position 0, each row's left padding (its
+        # positions start that many slots later) and the padding as an additive key mask.
+        self._offset = 0
+        self._pads: torch.Tensor | None = None
+        self._key_mask: torch.Tensor | None = None
 
     def project_text(self, text_states: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """Text-encoder states ``[B, L, d_text]`` -> decoder space ``[B, L, D]``, masked."""
@@ -230,16 +257,47 @@ class FastDecoder(nn.Module):
             states = self.enc_to_dec(states)
         return states * text_mask[..., None].to(states.dtype)
 
+    def project_chroma(self, chroma: torch.Tensor) -> torch.Tensor:
+        """Chroma ``[B, T, num_chroma]`` -> decoder space ``[B, chroma_length, D]``.
+
+        As transformers' melody model does it: project each frame, then repeat the frames
+        until they fill ``chroma_length`` (a short melody loops) and cut there.
+        """
+        states = chroma
+        if self.chroma_to_dec is not None:
+            states = self.chroma_to_dec(states)
+        frames = states.shape[1]
+        if frames < self.chroma_length:
+            states = states.repeat(1, math.ceil(self.chroma_length / frames), 1)
+        return states[:, : self.chroma_length]
+
     def start(self, encoder_states: torch.Tensor, encoder_mask: torch.Tensor, max_len: int) -> None:
-        """Prepare a batch: cross-attention keys/values and an empty self-attention cache.
+        """Prepare a batch: the conditioning and an empty self-attention cache.
 
         ``encoder_states`` ``[B, L, D]`` (already projected and masked), ``encoder_mask``
-        ``[B, L]`` (1 = attend), ``max_len`` the most positions this batch will reach.
+        ``[B, L]`` (1 = attend), ``max_len`` the most token positions this batch will reach.
+        Text-only MusicGen cross-attends to them. A prefix model (MusicGen-melody) runs them
+        through its layers as the first ``L`` positions; each row's masked slots must come
+        first (left padding), and the row's positions start after them.
         """
         batch, length = encoder_mask.shape
         states = encoder_states.to(self.dtype)
         self._cross = []
+        self._offset, self._pads, self._key_mask = 0, None, None
+        slots = max_len
+        if self.prefix_conditioning:
+            slots += length
+            self._offset = length
+        if slots > self.positions.shape[0]:  # as transformers does: more sinusoids
+            self.positions = self._sinusoids(slots, self.hidden).to(self.dtype).to(self.device)
+        shape = (len(self.layers), batch, self.num_heads, slots, self.head_dim)
+        self._cache_k = torch.zeros(shape, dtype=self.kv_dtype, device=self.device)
+        self._cache_v = torch.zeros(shape, dtype=self.kv_dtype, device=self.device)
+        if self.prefix_conditioning:
+            self._prefill(states, encoder_mask.bool(), slots)
+            return
         for layer in self.layers:
+            assert layer.cross_kv is not None
             kv = layer.cross_kv(states).view(batch, length, 2, self.num_heads, self.head_dim)
             k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, L, Dh] each
             self._cross.append((k.contiguous(), v.contiguous()))
@@ -248,51 +306,98 @@ class FastDecoder(nn.Module):
         blocked = torch.finfo(self.dtype).min
         mask = torch.zeros(batch, 1, 1, length, dtype=self.dtype, device=self.device)
         self._cross_mask = mask.masked_fill(~encoder_mask.bool()[:, None, None, :], blocked)
-        shape = (len(self.layers), batch, self.num_heads, max_len, self.head_dim)
-        self._cache_k = torch.zeros(shape, dtype=self.kv_dtype, device=self.device)
-        self._cache_v = torch.zeros(shape, dtype=self.kv_dtype, device=self.device)
+
+    def _prefill(self, states: torch.Tensor, keep: torch.Tensor, slots: int) -> None:
+        """Run a prefix ``[B, L, D]`` (``keep`` ``[B, L]``: False on left padding) into cache
+        slots ``[0, L)``."""
+        batch, length = keep.shape
+        pads = (~keep).sum(dim=1)
+        slot = torch.arange(length, device=self.device)
+        if not torch.equal(keep, slot[None, :] >= pads[:, None]):
+            raise ValueError("a prefix's masked slots must all come before its states")
+        if bool(pads.any()):
+            self._pads = pads
+            blocked = torch.arange(slots, device=self.device)[None, :] < pads[:, None]
+            mask = torch.zeros(batch, 1, 1, slots, dtype=self.kv_dtype, device=self.device)
+            self._key_mask = mask.masked_fill(
+                blocked[:, None, None, :], torch.finfo(mask.dtype).min
+            )
+        # Padding slots hold zeros at position 0: finite, and no real slot attends to them.
+        x = torch.where(keep[..., None], states, torch.zeros_like(states))
+        x = x + self.positions[(slot[None, :] - pads[:, None]).clamp(min=0)]
+        self._layers(x, 0)
 
     def release(self) -> None:
         """Free the batch's caches (hundreds of MB for long batches) until the next start."""
-        self._cache_k = self._cache_v = self._cross_mask = None
+        self._cache_k = self._cache_v = self._cross_mask = self._key_mask = self._pads = None
         self._cross = []
 
     def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
         """Run positions ``[pos, pos + n)`` of ``tokens`` ``[B, K, n]``; logits ``[B, K, V]``
         (float32) for the last of them."""
-        assert self._cache_k is not None and self._cache_v is not None
         batch, _, n = tokens.shape
         x = self.embed[0][tokens[:, 0]]
         for k in range(1, self.num_codebooks):
             x = x + self.embed[k][tokens[:, k]]
-        x = x + self.positions[pos : pos + n]
-        end = pos + n
-        for index, layer in enumerate(self.layers):
-            h = layer.ln1(x)
-            qkv = layer.qkv(h).view(batch, n, 3, self.num_heads, self.head_dim)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, n, Dh]
-            self._cache_k[index, :, :, pos:end] = k
-            self._cache_v[index, :, :, pos:end] = v
-            attn = _attend(
-                q.to(self.kv_dtype),
-                self._cache_k[index, :, :, :end],
-                self._cache_v[index, :, :, :end],
-                self._causal(n, end) if n > 1 else None,
-            ).to(x.dtype)
-            x = x + layer.out(attn.transpose(1, 2).reshape(batch, n, self.hidden))
-            h = layer.ln2(x)
-            q = layer.cross_q(h).view(batch, n, self.num_heads, self.head_dim).transpose(1, 2)
-            ck, cv = self._cross[index]
-            attn = _attend(q, ck, cv, self._cross_mask)
-            x = x + layer.cross_out(attn.transpose(1, 2).reshape(batch, n, self.hidden))
-            h = layer.ln3(x)
-            x = x + layer.fc2(F.gelu(layer.fc1(h)))
+        slot = self._offset + pos
+        if self._pads is None:
+            x = x + self.positions[slot : slot + n]
+        else:  # each row counts positions from its own first prefix slot
+            ids = torch.arange(slot, slot + n, device=self.device)[None, :] - self._pads[:, None]
+            x = x + self.positions[ids]
+        x = self._layers(x, slot)
         last = self.final_norm(x[:, -1])
         logits = self.heads(last).view(batch, self.num_codebooks, self.vocab)
         return logits.float()
 
+    def _layers(self, x: torch.Tensor, slot: int) -> torch.Tensor:
+        """Run the embedded inputs ``x`` ``[B, n, D]`` of cache slots ``[slot, slot + n)``
+        through every layer, filling the cache; returns the last hidden states."""
+        assert self._cache_k is not None and self._cache_v is not None
+        batch, n, _ = x.shape
+        end = slot + n
+        mask = self._self_mask(n, end)
+        for index, layer in enumerate(self.layers):
+            h = layer.ln1(x)
+            qkv = layer.qkv(h).view(batch, n, 3, self.num_heads, self.head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, n, Dh]
+            self._cache_k[index, :, :, slot:end] = k
+            self._cache_v[index, :, :, slot:end] = v
+            attn = _attend(
+                q.to(self.kv_dtype),
+                self._cache_k[index, :, :, :end],
+                self._cache_v[index, :, :, :end],
+                mask,
+            ).to(x.dtype)
+            x = x + layer.out(attn.transpose(1, 2).reshape(batch, n, self.hidden))
+            if layer.cross_q is not None:
+                assert layer.ln2 is not None and layer.cross_out is not None
+                h = layer.ln2(x)
+                q = layer.cross_q(h).view(batch, n, self.num_heads, self.head_dim).transpose(1, 2)
+                ck, cv = self._cross[index]
+                attn = _attend(q, ck, cv, self._cross_mask)
+                x = x + layer.cross_out(attn.transpose(1, 2).reshape(batch, n, self.hidden))
+            h = layer.ln3(x)
+            x = x + layer.fc2(F.gelu(layer.fc1(h)))
+        return x
+
+    def _self_mask(self, n: int, end: int) -> torch.Tensor | None:
+        """Additive self-attention mask for ``n`` queries ending at slot ``end``: causal when
+        ``n > 1``, plus the rows' left padding; None when nothing is masked."""
+        if self._key_mask is None:
+            return self._causal(n, end) if n > 1 else None
+        keys = self._key_mask[..., :end]
+        if n == 1:
+            return keys
+        # One fill, not a sum: two minima would add up to -inf, and a padding query with
+        # every key at -inf would turn NaN (and NaN times a zero weight is still NaN).
+        blocked = (keys < 0) | (self._causal(n, end) < 0)
+        return torch.zeros_like(blocked, dtype=self.kv_dtype).masked_fill(
+            blocked, torch.finfo(self.kv_dtype).min
+        )
+
     def _causal(self, n: int, end: int) -> torch.Tensor:
-        """Additive mask for ``n`` queries ending at position ``end`` (prefill)."""
+        """Additive mask ``[n, end]`` for ``n`` queries ending at position ``end`` (prefill)."""
         query_pos = torch.arange(end - n, end, device=self.device)[:, None]
         key_pos = torch.arange(end, device=self.device)[None, :]
         blocked = torch.finfo(self.kv_dtype).min

@@ -4,6 +4,11 @@ The checkpoint is a hub id (downloaded into ``MODEL_CACHE_DIR`` on first use, th
 from there without the network) or a local directory. There is no fallback: a failure
 raises ``ModelLoadError`` naming the model, the cache directory and the cause, and the
 holder reports ``failed``.
+
+A MusicGen-melody checkpoint (config ``model_type`` ``musicgen_melody``, e.g.
+facebook/musicgen-melody) loads as ``MusicgenMelodyForConditionalGeneration``, with its
+tokenizer and a ``ChromaExtractor`` built from its feature-extractor settings; its clips can
+follow a melody (``LoadedModel.supports_melody``).
 """
 
 from __future__ import annotations
@@ -23,8 +28,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from transformers import MusicgenForConditionalGeneration, MusicgenProcessor
+import torch.nn.functional as F
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    MusicgenForConditionalGeneration,
+    MusicgenMelodyForConditionalGeneration,
+    MusicgenProcessor,
+    PreTrainedTokenizerBase,
+)
+from transformers.audio_utils import chroma_filter_bank
+from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from generation.errors import ModelLoadError, ModelNotReadyError
 from generation.fast_decoder import FastDecoder, WeightFormat
@@ -42,12 +58,83 @@ class ModelState(StrEnum):
     FAILED = "failed"
 
 
+class ChromaExtractor:
+    """``MusicgenMelodyFeatureExtractor``'s chroma, computed without torchaudio.
+
+    transformers' extractor needs torchaudio only for its spectrogram (and resampling);
+    torchaudio is not installed here (its wheels pin other torch versions than this
+    project's). This is the same maths on ``torch.stft``: a power spectrogram (Hann window,
+    ``n_fft``, ``hop_length``, centred, reflect-padded, normalised by the window's L2 norm),
+    projected onto ``num_chroma`` pitch classes with transformers' own chroma filter bank,
+    then each frame one-hot at its strongest class. Settings come from the checkpoint's
+    feature-extractor config, so facebook/musicgen-melody's files load as they are.
+    """
+
+    def __init__(
+        self,
+        *,
+        sampling_rate: int = 32_000,
+        n_fft: int = 16_384,
+        hop_length: int = 4096,
+        chunk_length: int = 30,
+        num_chroma: int = 12,
+    ) -> None:
+        self.sampling_rate = sampling_rate  # Hz the audio must be at
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.max_samples = chunk_length * sampling_rate  # longer audio is cut, as there
+        self.num_chroma = num_chroma
+        self.filters = torch.from_numpy(
+            chroma_filter_bank(
+                num_frequency_bins=n_fft, num_chroma=num_chroma, sampling_rate=sampling_rate
+            )
+        ).float()  # [num_chroma, n_fft // 2 + 1]
+        self.window = torch.hann_window(n_fft)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ChromaExtractor:
+        """From a saved ``MusicgenMelodyFeatureExtractor`` config (its defaults for gaps)."""
+        kind = config.get("feature_extractor_type")
+        if kind != "MusicgenMelodyFeatureExtractor":
+            raise ValueError(f"expected a MusicgenMelodyFeatureExtractor config, got {kind!r}")
+        names = ("sampling_rate", "n_fft", "hop_length", "chunk_length", "num_chroma")
+        return cls(**{name: int(config[name]) for name in names if name in config})
+
+    def __call__(self, audio: np.ndarray) -> torch.Tensor:
+        """One-hot chroma ``[frames, num_chroma]`` (float32) of mono ``audio`` ``[samples]``
+        at ``sampling_rate`` Hz; ``frames = samples // hop_length + 1`` (after the cut at
+        ``chunk_length`` seconds and padding to at least ``n_fft`` samples)."""
+        wav = torch.as_tensor(np.asarray(audio, dtype=np.float32))[: self.max_samples]
+        if wav.shape[-1] < self.n_fft:  # centred zero padding, as the extractor does
+            missing = self.n_fft - wav.shape[-1]
+            wav = F.pad(wav, (missing // 2, missing - missing // 2))
+        spec = torch.stft(
+            wav,
+            self.n_fft,
+            hop_length=self.hop_length,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )
+        spec = (spec / self.window.pow(2.0).sum().sqrt()).abs().pow(2.0)  # [F, frames]
+        raw = torch.einsum("cf,ft->ct", self.filters, spec)
+        # The extractor normalises each frame by its maximum first: that cannot move the
+        # argmax (ties included), so it is left out.
+        strongest = raw.argmax(dim=0)
+        chroma = torch.zeros(raw.shape[1], self.num_chroma)
+        chroma[torch.arange(raw.shape[1]), strongest] = 1.0
+        return chroma
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A loaded checkpoint and the facts generation needs about it."""
 
-    model: MusicgenForConditionalGeneration
-    processor: MusicgenProcessor
+    model: MusicgenForConditionalGeneration | MusicgenMelodyForConditionalGeneration
+    # Turns prompts into token ids (``processor(text=..., padding=True, ...)``): the
+    # MusicgenProcessor, or a melody checkpoint's tokenizer (its processor needs torchaudio).
+    processor: MusicgenProcessor | PreTrainedTokenizerBase
     model_id: str
     device: torch.device
     sample_rate: int  # Hz
@@ -55,9 +142,16 @@ class LoadedModel:
     num_codebooks: int
     load_seconds: float
     decoder: FastDecoder  # the project's decoding path (static cache, packed weights)
+    # A melody checkpoint's chroma (what its clips' melodies become); None: text-only.
+    chroma: ChromaExtractor | None = field(default=None, compare=False, repr=False)
     # One generation at a time per model: torch's seeded RNG is process-global, and
     # the cores are saturated by a single generate call anyway.
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+
+    @property
+    def supports_melody(self) -> bool:
+        """Whether clips can follow a melody (a MusicGen-melody checkpoint)."""
+        return self.chroma is not None
 
 
 def resolve_device(use_gpu: bool) -> torch.device:
@@ -198,7 +292,7 @@ def load_model(settings: GenerationSettings) -> LoadedModel:
     device = resolve_device(settings.use_gpu)
     weights = resolve_precision(settings.model_precision, device)
     try:
-        model, processor = _from_pretrained(source, cache_dir)
+        model, processor, chroma = _from_pretrained(source, cache_dir)
         model.to(device)  # type: ignore[arg-type]  # transformers wraps nn.Module.to
         model.eval()
         if weights is WeightFormat.FLOAT32:
@@ -227,34 +321,46 @@ def load_model(settings: GenerationSettings) -> LoadedModel:
         num_codebooks=int(model.decoder.num_codebooks),
         load_seconds=time.perf_counter() - started,
         decoder=decoder,
+        chroma=chroma,
     )
 
 
-def _from_pretrained(
-    source: str, cache_dir: Path | None
-) -> tuple[MusicgenForConditionalGeneration, MusicgenProcessor]:
+_Loaded = tuple[
+    MusicgenForConditionalGeneration | MusicgenMelodyForConditionalGeneration,
+    MusicgenProcessor | PreTrainedTokenizerBase,
+    ChromaExtractor | None,
+]
+
+
+def _from_pretrained(source: str, cache_dir: Path | None) -> _Loaded:
     """Read from the cache first; go to the network only when the cache lacks the model."""
     kwargs: dict = {"cache_dir": str(cache_dir) if cache_dir else None}
     if _is_local_source(source):
-        path = str(Path(source).expanduser())
-        return (
-            MusicgenForConditionalGeneration.from_pretrained(path),
-            MusicgenProcessor.from_pretrained(path),
-        )
+        return _load_files(str(Path(source).expanduser()))
     try:
-        return (
-            MusicgenForConditionalGeneration.from_pretrained(
-                source, local_files_only=True, **kwargs
-            ),
-            MusicgenProcessor.from_pretrained(source, local_files_only=True, **kwargs),
-        )
+        return _load_files(source, local_files_only=True, **kwargs)
     except OSError:
         if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
             raise
         logger.info("model %s not in cache %s: downloading it once", source, cache_dir)
+    return _load_files(source, **kwargs)
+
+
+def _load_files(source: str, **kwargs: Any) -> _Loaded:
+    """Model, tokenizing processor and (melody checkpoints) chroma extractor of ``source``;
+    the config's ``model_type`` picks the classes."""
+    config = AutoConfig.from_pretrained(source, **kwargs)
+    if config.model_type == "musicgen_melody":
+        settings, _ = FeatureExtractionMixin.get_feature_extractor_dict(source, **kwargs)
+        return (
+            MusicgenMelodyForConditionalGeneration.from_pretrained(source, config=config, **kwargs),
+            AutoTokenizer.from_pretrained(source, **kwargs),
+            ChromaExtractor.from_config(settings),
+        )
     return (
-        MusicgenForConditionalGeneration.from_pretrained(source, **kwargs),
+        MusicgenForConditionalGeneration.from_pretrained(source, config=config, **kwargs),
         MusicgenProcessor.from_pretrained(source, **kwargs),
+        None,
     )
 
 

@@ -1,7 +1,8 @@
-"""Shared fixtures: the tiny random-weight MusicGen checkpoint, built once per session.
+"""Shared fixtures: the tiny random-weight MusicGen checkpoints, built once per session.
 
-``.ci/run`` builds it beforehand and points ``MUSICGEN_TEST_CHECKPOINT`` at it; without
-that variable the session builds its own (a few seconds).
+``.ci/run`` builds the text-only one beforehand and points ``MUSICGEN_TEST_CHECKPOINT`` at
+it; without that variable the session builds its own (a few seconds). The tiny melody
+checkpoint (``MusicgenMelodyForConditionalGeneration``) is always built in the session.
 """
 
 from __future__ import annotations
@@ -50,3 +51,27 @@ def tiny_model_fp32(tiny_settings: GenerationSettings) -> LoadedModel:
     """The tiny checkpoint with fp32 decoder weights: exact, and keeps transformers' decoder
     for comparisons with ``generate``."""
     return load_model(tiny_settings.model_copy(update={"model_precision": "float32"}))
+
+
+@pytest.fixture(scope="session")
+def tiny_melody_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of the tiny MusicGen-melody checkpoint (``tiny-melody``), offline-loadable."""
+    return build_checkpoint("tiny-melody", tmp_path_factory.mktemp("tiny-musicgen-melody"))
+
+
+@pytest.fixture(scope="session")
+def tiny_melody_settings(tiny_melody_checkpoint: Path) -> GenerationSettings:
+    return GenerationSettings(musicgen_model=str(tiny_melody_checkpoint))
+
+
+@pytest.fixture(scope="session")
+def tiny_melody_model(tiny_melody_settings: GenerationSettings) -> LoadedModel:
+    """The tiny melody checkpoint through the product's loading code (CPU default: int8)."""
+    return load_model(tiny_melody_settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_melody_model_fp32(tiny_melody_settings: GenerationSettings) -> LoadedModel:
+    """The tiny melody checkpoint with fp32 decoder weights, keeping transformers' decoder for
+    comparisons with ``generate``."""
+    return load_model(tiny_melody_settings.model_copy(update={"model_precision": "float32"}))

@@ -9,11 +9,12 @@ from generation.fast_decoder import FastDecoder, WeightFormat
 from generation.musicgen import StepTracker, undelay
 
 
-def reference_codes(loaded, prompt, frames, seed, sampling, *, prompt_codes=None):
-    """transformers' generate, seeded the same way, returning codes [1, K, frames]."""
+def reference_codes(loaded, prompt, frames, seed, sampling, *, prompt_codes=None, chroma=None):
+    """transformers' generate, seeded the same way, returning codes [1, K, frames]; with
+    ``chroma`` (a melody model) passed as ``input_features``."""
     text = loaded.processor(text=[prompt], padding=True, return_tensors="pt")
     tracker = StepTracker()
-    extra = {}
+    extra = {} if chroma is None else {"input_features": chroma[None]}
     if prompt_codes is not None:
         extra["decoder_input_ids"] = prompt_codes.reshape(4, -1)
     torch.manual_seed(seed)
