@@ -76,3 +76,20 @@ def write_audio(
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def decode_audio(data: bytes, *, what: str = "audio") -> tuple[np.ndarray, int]:
+    """Decode a WAV, FLAC, OGG or MP3 file held in ``data``: float32 ``[channels, samples]``
+    and its sample rate in Hz. Raises ``ValueError`` naming ``what`` when it cannot."""
+    if not data:
+        raise ValueError(f"{what} is empty")
+    try:
+        frames, sample_rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        reason = getattr(error, "error_string", None) or str(error)
+        raise ValueError(
+            f"{what} is not a readable audio file (WAV, FLAC, MP3 or OGG expected): {reason}"
+        ) from None
+    if frames.shape[0] == 0:
+        raise ValueError(f"{what} holds no audio samples")
+    return np.ascontiguousarray(frames.T), int(sample_rate)

@@ -1,10 +1,13 @@
 """Command-line face of the generation core, for musicians working locally.
 
     python -m generation generate --stems guitar bass drums --duration 10 --bpm 120 \\
-        --style rock --prompt "energetic rock" --seed 7 --out OUT_DIR [--model ID_OR_DIR]
+        --style rock --prompt "energetic rock" --seed 7 --out OUT_DIR [--model ID_OR_DIR] \\
+        [--bars 8] [--time-signature 4/4] [--loop] [--follow TRACK.wav]
 
-writes ``OUT_DIR/<stem>.wav`` and ``OUT_DIR/manifest.json``. Exit codes: 0 done, 2 bad
-input, 1 the model could not be loaded or generation failed; errors are one line on stderr.
+writes ``OUT_DIR/<stem>.wav``, the preview ``OUT_DIR/mix.wav`` and ``OUT_DIR/manifest.json``.
+With a tempo (``--bpm`` or the ``--follow`` track's) the stems are tempo-locked and cut to
+whole bars, as the service does. Exit codes: 0 done, 2 bad input, 1 the model could not be
+loaded or generation failed; errors are one line on stderr.
 
     python -m generation conform INPUT --bpm 120 --bars 8 [--time-signature 4/4] --out OUTPUT
 
@@ -27,13 +30,15 @@ import soundfile as sf
 from tqdm import tqdm
 from transformers.utils import logging as transformers_logging
 
+from generation.arrangement import analyze_track, plan_grid
 from generation.audio import ENCODINGS, write_audio
 from generation.errors import GenerationError, InvalidRequestError, SettingsError
 from generation.model_loader import model_holder
+from generation.musicgen import MelodyCondition
 from generation.prompts import known_stems
-from generation.request import OutputFormat, parse_request
+from generation.request import OutputFormat, parse_request, parse_time_signature
 from generation.settings import load_generation_settings
-from generation.stems import build_manifest, render_stems, stem_record
+from generation.stems import build_manifest, mix_record, mix_stems, render_stems, stem_record
 
 logger = logging.getLogger("generation")
 
@@ -52,7 +57,19 @@ def _parser() -> argparse.ArgumentParser:
         help=f"one or more of: {', '.join(known_stems())}",
     )
     gen.add_argument("--duration", type=float, default=None, help="seconds per stem (default 10)")
-    gen.add_argument("--bpm", type=float, default=None, help="tempo asked of the model")
+    gen.add_argument(
+        "--bpm", type=float, default=None, help="tempo the stems are locked to (quarter notes)"
+    )
+    gen.add_argument("--bars", type=int, default=None, help="length in bars (needs a tempo)")
+    gen.add_argument("--time-signature", default="4/4", help="e.g. 4/4, 3/4, 6/8")
+    gen.add_argument("--loop", action="store_true", help="seamless loops (crossfaded seam)")
+    gen.add_argument(
+        "--follow",
+        type=Path,
+        default=None,
+        metavar="TRACK",
+        help="an audio file to follow: its tempo, downbeat, key (and chords, melody models)",
+    )
     gen.add_argument("--style", default="", help="e.g. rock, jazz, lofi")
     gen.add_argument("--prompt", default="", help="free words added to every stem's prompt")
     gen.add_argument(
@@ -90,32 +107,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _beats_per_bar(time_signature: str) -> int:
-    beats, _, unit = time_signature.partition("/")
-    if not (beats.isdigit() and unit.isdigit() and int(beats) >= 1 and int(unit) >= 1):
-        raise InvalidRequestError(f"--time-signature must look like 4/4, got {time_signature!r}")
-    return int(beats)
+def _time_signature(text: str) -> tuple[int, int]:
+    try:
+        return parse_time_signature(text)
+    except ValueError:
+        raise InvalidRequestError(
+            f"--time-signature must look like 4/4, 3/4 or 6/8, got {text!r}"
+        ) from None
+
+
+def _read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """``path`` as float32 ``[channels, samples]`` and its rate; one clear error if not."""
+    try:
+        frames, sample_rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, OSError, RuntimeError) as error:
+        reason = getattr(error, "error_string", None) or error
+        raise InvalidRequestError(f"cannot read {path}: {reason}") from None
+    return np.ascontiguousarray(frames.T), int(sample_rate)
 
 
 def _conform(args: argparse.Namespace) -> int:
-    # Imported here: librosa and numba take a second to load, which `generate` never needs.
-    from generation.musical import conform  # noqa: PLC0415
+    from generation.musical import conform  # noqa: PLC0415 - librosa is slow to import
 
-    beats_per_bar = _beats_per_bar(args.time_signature)
+    beats_per_bar, unit = _time_signature(args.time_signature)
     if not args.bpm > 0 or args.bars < 1:
         raise InvalidRequestError("--bpm must be > 0 and --bars >= 1")
-    try:
-        frames, sample_rate = sf.read(args.input, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, OSError, RuntimeError) as error:
-        raise InvalidRequestError(f"cannot read {args.input}: {error}") from error
+    audio, sample_rate = _read_audio(args.input)
+    # --bpm counts quarter notes, as in a DAW and the service; conform counts beat units.
+    pulse = 4 / unit
     try:
         audio = conform(
-            frames.T,
+            audio,
             sample_rate,
-            target_bpm=args.bpm,
+            target_bpm=args.bpm / pulse,
             bars=args.bars,
             beats_per_bar=beats_per_bar,
-            source_bpm=args.source_bpm,
+            source_bpm=None if args.source_bpm is None else args.source_bpm / pulse,
             downbeat_s=args.downbeat,
         )
     except ValueError as error:
@@ -141,6 +168,9 @@ def _generate(args: argparse.Namespace) -> int:
         if args.duration is not None
         else settings.default_duration_seconds,
         "target_bpm": args.bpm,
+        "bars": args.bars,
+        "time_signature": args.time_signature,
+        "loop": args.loop or None,
         "style": args.style,
         "prompt": args.prompt,
         "top_k": args.top_k,
@@ -155,9 +185,24 @@ def _generate(args: argparse.Namespace) -> int:
             "parameters": {k: v for k, v in parameters.items() if v is not None},
             "seed": args.seed,
             "output_format": args.output_format,
+            # The request model's rule "bars need a tempo" counts a followed track.
+            "audio_file_id": "local-track" if args.follow is not None else None,
         }
     ).with_seed()
+    upload = None
+    melody = None
+    if args.follow is not None:
+        audio, sample_rate = _read_audio(args.follow)
+        upload = analyze_track(audio, sample_rate, time_signature=args.time_signature)
+        melody = MelodyCondition(audio, sample_rate)
+        logger.info("%s: %s BPM, %s", args.follow, upload.bpm, upload.key)
+    try:
+        plan = plan_grid(request.parameters, upload)
+    except ValueError as error:
+        raise InvalidRequestError(str(error)) from None
     loaded = model_holder(settings).get()
+    if melody is not None and not loaded.supports_melody:
+        melody = None  # a text-only model follows the track's key and tempo in its prompt
     bar = tqdm(total=None, unit="step", desc="decoding", disable=args.quiet)
 
     def progress(done: int, total: int) -> None:
@@ -165,16 +210,23 @@ def _generate(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        rendered = render_stems(loaded, request, settings, progress=progress)
+        rendered = render_stems(
+            loaded, request, settings, plan=plan, melody=melody, progress=progress
+        )
     finally:
         bar.close()
     args.out.mkdir(parents=True, exist_ok=True)
     encoding = ENCODINGS[request.output_format]
+    fmt = request.output_format
     records = []
     for item in rendered:
         name = f"{item.stem.value}.{encoding.extension}"
-        write_audio(args.out / name, item.audio, item.sample_rate, request.output_format)
-        records.append(stem_record(item, name, loaded.model_id, request.output_format.value))
+        write_audio(args.out / name, item.audio, item.sample_rate, fmt)
+        records.append(stem_record(item, name, loaded.model_id, fmt.value))
+    mixed = mix_stems([item.audio for item in rendered], loaded.sample_rate)
+    mix_name = f"mix.{encoding.extension}"
+    write_audio(args.out / mix_name, mixed, loaded.sample_rate, fmt)
+    stem_names = [item.stem.value for item in rendered]
     manifest = build_manifest(
         request,
         records,
@@ -183,6 +235,10 @@ def _generate(args: argparse.Namespace) -> int:
             "model_load_seconds": round(loaded.load_seconds, 3),
             "generation_seconds": rendered[0].generation_seconds,
         },
+        plan=plan,
+        upload=upload,
+        mix=mix_record(mixed, loaded.sample_rate, mix_name, stem_names, fmt.value),
+        warnings=[f"{r.stem.value}: {w}" for r in rendered for w in r.warnings],
     )
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     logger.info(

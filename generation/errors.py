@@ -56,6 +56,15 @@ class StorageError(GenerationError):
     """Blob storage refused or failed an operation (SDK errors are translated into this)."""
 
 
+class BlobNotFoundError(StorageError):
+    """The blob (or its container) does not exist."""
+
+
+class UploadError(InvalidRequestError):
+    """The request's ``audio_file_id`` names an upload that is missing, too large or not
+    audio; the message names the id and the blob, and says which."""
+
+
 class CallbackError(GenerationError):
     """A callback could not be delivered."""
 

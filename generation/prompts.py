@@ -37,15 +37,24 @@ def parse_stem(name: str | Stem) -> Stem:
 
 
 def build_stem_prompt(
-    stem: str | Stem, *, style: str = "", target_bpm: float | None = None, prompt: str = ""
+    stem: str | Stem,
+    *,
+    style: str = "",
+    target_bpm: float | None = None,
+    prompt: str = "",
+    key: str | None = None,
 ) -> str:
-    """The text MusicGen gets for ``stem``: instrument, style, user words, then tempo.
+    """The text MusicGen gets for ``stem``: instrument, style, user words, key, then tempo.
 
     >>> build_stem_prompt("bass", style="rock", target_bpm=120, prompt="energetic")
     'solo bass guitar, isolated bassline, no drums, no guitar, no vocals, rock, energetic, 120 bpm'
+    >>> build_stem_prompt("pads", target_bpm=92.5, key="A minor").split(", ")[-2:]
+    ['in A minor', '92.5 bpm']
     """
     parts = [STEM_DESCRIPTIONS[parse_stem(stem)]]
     parts += [text for text in (style.strip(), prompt.strip()) if text]
+    if key:
+        parts.append(f"in {key}")
     if target_bpm is not None:
         parts.append(f"{target_bpm:g} bpm")
     return ", ".join(parts)

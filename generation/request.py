@@ -18,11 +18,23 @@ from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from generation.errors import InvalidRequestError
 
 MAX_SEED = 2**32 - 1
+MAX_DURATION_SECONDS = 300.0
+MAX_BARS = 256
+# Numerator 1-16, denominator 2, 4 or 8 (the beat unit).
+TIME_SIGNATURE_PATTERN = r"^(?:[1-9]|1[0-6])/(?:2|4|8)$"
 MAX_STEMS = 8
 MAX_ID_LENGTH = 128
 # A letter or digit, then letters, digits, '_', '-' and dots, a dot never doubled nor last:
@@ -80,6 +92,7 @@ SafeId = Annotated[
 # JSON numbers only: no strings ("10"), no booleans; ints are exact (7.5 is not a seed).
 StrictInt = Annotated[int, Field(strict=True)]
 StrictNumber = Annotated[float, Field(strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
 
 
 class GenerationParameters(BaseModel):
@@ -88,10 +101,33 @@ class GenerationParameters(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     target_bpm: StrictNumber | None = Field(
-        None, ge=40, le=240, description="Tempo asked of the model, BPM."
+        None,
+        ge=40,
+        le=240,
+        description="Tempo the stems are locked to, quarter notes per minute (as in a DAW); "
+        "left out: the uploaded track's detected tempo, or no tempo lock without an upload.",
     )
     duration_seconds: StrictNumber = Field(
-        10.0, ge=1, le=300, description="Length of each stem, seconds."
+        10.0,
+        ge=1,
+        le=MAX_DURATION_SECONDS,
+        description="Length of each stem, seconds; with a tempo, rounded to the nearest "
+        "whole number of bars unless 'bars' is given.",
+    )
+    bars: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=MAX_BARS,
+        description="Length in bars (needs a tempo: target_bpm or an upload); overrides "
+        "duration_seconds.",
+    )
+    time_signature: str = Field(
+        "4/4",
+        pattern=TIME_SIGNATURE_PATTERN,
+        description="Beats per bar / beat unit (2, 4 or 8), e.g. '4/4', '3/4', '6/8'.",
+    )
+    loop: StrictBool = Field(
+        False, description="Make each stem a seamless loop (the seam is crossfaded)."
     )
     style: str = Field("", max_length=200)
     prompt: str = Field("", max_length=1000)
@@ -100,6 +136,17 @@ class GenerationParameters(BaseModel):
     temperature: StrictNumber | None = Field(None, gt=0, le=10)
     guidance_scale: StrictNumber | None = Field(None, ge=0, le=20)
 
+    @model_validator(mode="after")
+    def _bars_fit(self) -> GenerationParameters:
+        if self.bars is not None and self.target_bpm is not None:
+            seconds = bar_seconds(self.target_bpm, self.time_signature) * self.bars
+            if seconds > MAX_DURATION_SECONDS:
+                raise ValueError(
+                    f"{self.bars} bars of {self.time_signature} at {self.target_bpm:g} BPM last "
+                    f"{seconds:.1f} s; at most {MAX_DURATION_SECONDS:g} s can be generated"
+                )
+        return self
+
 
 class GenerationRequest(BaseModel):
     """A request for a set of stems. ``generation_request_id`` is the orchestration id."""
@@ -107,12 +154,27 @@ class GenerationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     generation_request_id: SafeId
-    audio_file_id: SafeId | None = None
+    audio_file_id: SafeId | None = Field(
+        None,
+        description="An uploaded track to follow (blob UPLOAD_BLOB_TEMPLATE, default "
+        "'uploads/{audio_file_id}'; WAV, FLAC, MP3 or OGG): its tempo, downbeat and key "
+        "(and, with a melody checkpoint, its chords) shape every stem.",
+    )
     target_stems: list[Stem] = Field(min_length=1, max_length=MAX_STEMS)
     parameters: GenerationParameters = Field(default_factory=GenerationParameters)
     callback_url: str | None = Field(None, max_length=2048)
     seed: StrictInt | None = Field(None, ge=0, le=MAX_SEED)
     output_format: OutputFormat = OutputFormat.WAV
+
+    @model_validator(mode="after")
+    def _bars_need_a_tempo(self) -> GenerationRequest:
+        p = self.parameters
+        if p.bars is not None and p.target_bpm is None and self.audio_file_id is None:
+            raise ValueError(
+                "parameters.bars needs a tempo to count bars in: give parameters.target_bpm "
+                "or an audio_file_id whose tempo is detected"
+            )
+        return self
 
     @field_validator("target_stems")
     @classmethod
@@ -140,6 +202,20 @@ class GenerationRequest(BaseModel):
         if self.seed is not None:
             return self
         return self.model_copy(update={"seed": secrets.randbelow(MAX_SEED + 1)})
+
+
+def parse_time_signature(text: str) -> tuple[int, int]:
+    """``"6/8"`` -> ``(6, 8)``: beats per bar and beat unit; ``ValueError`` when invalid."""
+    if not re.fullmatch(TIME_SIGNATURE_PATTERN, text):
+        raise ValueError(f"time signature must look like 4/4, 3/4 or 6/8, got {text!r}")
+    beats, unit = text.split("/")
+    return int(beats), int(unit)
+
+
+def bar_seconds(bpm: float, time_signature: str) -> float:
+    """Seconds one bar of ``time_signature`` lasts at ``bpm`` quarter notes per minute."""
+    beats, unit = parse_time_signature(time_signature)
+    return beats * (4.0 / unit) * 60.0 / bpm
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:

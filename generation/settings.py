@@ -85,6 +85,19 @@ class ServiceSettings(GenerationSettings):
         description="https://<account>.blob.core.windows.net, used with DefaultAzureCredential.",
     )
     blob_container_name: str = Field("audio-files", min_length=3, max_length=63)
+    upload_container_name: str | None = Field(
+        None,
+        min_length=3,
+        max_length=63,
+        description="Container of uploaded tracks; default BLOB_CONTAINER_NAME.",
+    )
+    upload_blob_template: str = Field(
+        "uploads/{audio_file_id}",
+        description="Blob name of an upload, with {audio_file_id} where the request's id goes.",
+    )
+    max_upload_mb: float = Field(
+        100.0, gt=0, le=2048, description="Largest uploaded track analysed, MB."
+    )
     callback_url: str | None = Field(
         None, description="Default callback when a request names none."
     )
@@ -111,6 +124,16 @@ class ServiceSettings(GenerationSettings):
     callback_max_total_seconds: float = Field(
         120.0, gt=0, le=3600, description="Time budget of one callback, all retries included."
     )
+
+    @field_validator("upload_blob_template")
+    @classmethod
+    def _one_id_placeholder(cls, value: str) -> str:
+        if value.count("{audio_file_id}") != 1:
+            raise ValueError("must contain {audio_file_id} exactly once")
+        rest = value.replace("{audio_file_id}", "")
+        if "{" in rest or "}" in rest or value.startswith("/") or "//" in value:
+            raise ValueError("must be a blob path like uploads/{audio_file_id}")
+        return value
 
     @field_validator("callback_secret")
     @classmethod

@@ -1,7 +1,9 @@
-"""From a validated request to finished stems: prompts, one batched generation, clip guard.
+"""From a validated request to finished stems: prompts, one batched generation, then each
+stem put on the request's grid and gain-staged (``generation.arrangement``).
 
 This is the one place the CLI and the service's ``generate_stem`` activity share: both call
-``render_stems`` and only differ in where the audio goes.
+``render_stems`` and only differ in where the audio goes. ``mix_stems`` makes the preview mix
+of finished stems (the CLI and the service's ``finalize_generation``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from generation.audio import protect_from_clipping
+from generation import musical
+from generation.arrangement import GridPlan, TrackAnalysis, finish_stem, measure, plan_grid
 from generation.model_loader import LoadedModel
-from generation.musicgen import ClipSpec, ProgressCallback, SamplingParams, generate_clips
+from generation.musicgen import (
+    ClipSpec,
+    MelodyCondition,
+    ProgressCallback,
+    SamplingParams,
+    generate_clips,
+)
 from generation.prompts import build_stem_prompt
 from generation.request import MAX_SEED, GenerationRequest, Stem
 from generation.settings import GenerationSettings
@@ -27,15 +36,23 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RenderedStem:
-    """One generated stem: float audio ``[channels, samples]`` at ``sample_rate`` Hz."""
+    """One finished stem: float audio ``[channels, samples]`` at ``sample_rate`` Hz, on the
+    request's grid and gain-staged, with what was measured on the way."""
 
     stem: Stem
     prompt: str
     audio: np.ndarray = field(repr=False)
     sample_rate: int
     seed: int
-    duration_seconds: float
+    duration_seconds: float  # of the finished audio
     generation_seconds: float  # wall time of the batched call this stem was part of
+    processing_seconds: float = 0.0  # tempo lock and gain staging of this stem
+    detected_bpm: float | None = None  # of the raw stem; None: no tempo lock or no beat
+    stretch_ratio: float = 1.0  # target tempo / raw tempo
+    loudness_lufs: float | None = None  # integrated, after gain staging
+    true_peak_dbtp: float | None = None
+    melody_conditioned: bool = False
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,13 @@ class StemRecord:
     model_id: str
     generation_seconds: float
     format: str
+    processing_seconds: float = 0.0
+    detected_bpm: float | None = None
+    stretch_ratio: float = 1.0
+    loudness_lufs: float | None = None
+    true_peak_dbtp: float | None = None
+    melody_conditioned: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 def sampling_for(request: GenerationRequest, settings: GenerationSettings) -> SamplingParams:
@@ -74,10 +98,14 @@ def stem_seed(request_seed: int, stem: Stem) -> int:
     return (request_seed + list(Stem).index(stem)) % (MAX_SEED + 1)
 
 
-def prompt_for(request: GenerationRequest, stem: Stem) -> str:
-    """The text prompt this request gives MusicGen for ``stem``."""
+def prompt_for(request: GenerationRequest, stem: Stem, plan: GridPlan | None = None) -> str:
+    """The text prompt this request gives MusicGen for ``stem``: with ``plan``, its tempo
+    (requested or the upload's) and the upload's key."""
     p = request.parameters
-    return build_stem_prompt(stem, style=p.style, target_bpm=p.target_bpm, prompt=p.prompt)
+    plan = plan or plan_grid(p)
+    return build_stem_prompt(
+        stem, style=p.style, target_bpm=plan.target_bpm, prompt=p.prompt, key=plan.key
+    )
 
 
 def render_stems(
@@ -86,24 +114,32 @@ def render_stems(
     settings: GenerationSettings,
     *,
     stems: Sequence[Stem] | None = None,
+    plan: GridPlan | None = None,
+    melody: MelodyCondition | None = None,
     progress: ProgressCallback | None = None,
     generate: Callable[[Sequence[ClipSpec]], list[np.ndarray]] | None = None,
 ) -> list[RenderedStem]:
-    """Generate ``stems`` (default: all the request's stems) in one batched call, in order.
+    """Generate ``stems`` (default: all the request's stems) in one batched call, in order,
+    then finish each on ``plan`` (default: the request's own grid, no upload).
 
     ``request.seed`` must be set (``GenerationRequest.with_seed``); each stem is seeded
-    with ``stem_seed``, so a stem comes out the same alone or with others. ``generate``
-    replaces the direct call (the service passes its cross-request ``ClipBatcher``).
+    with ``stem_seed``, so a stem comes out the same alone or with others. ``melody``
+    (the uploaded track) conditions every stem; only a melody checkpoint takes one.
+    ``generate`` replaces the direct call (the service passes its ``ClipBatcher``).
     """
     if request.seed is None:
         raise ValueError("request.seed must be set before rendering (use with_seed())")
+    plan = plan or plan_grid(request.parameters)
     chosen = list(stems) if stems is not None else list(request.target_stems)
-    prompts = [prompt_for(request, stem) for stem in chosen]
+    prompts = [prompt_for(request, stem, plan) for stem in chosen]
     seeds = [stem_seed(request.seed, stem) for stem in chosen]
-    duration = request.parameters.duration_seconds
+    duration = plan.generation_s
     sampling = sampling_for(request, settings)
     started = time.perf_counter()
-    clips = [ClipSpec(p, duration, s, sampling) for p, s in zip(prompts, seeds, strict=True)]
+    clips = [
+        ClipSpec(p, duration, s, sampling, melody=melody)
+        for p, s in zip(prompts, seeds, strict=True)
+    ]
     if generate is not None:
         audio = generate(clips)
     else:
@@ -123,18 +159,31 @@ def render_stems(
         elapsed,
         request.seed,
     )
-    return [
-        RenderedStem(
-            stem=stem,
-            prompt=prompt,
-            audio=protect_from_clipping(audio[i]),
-            sample_rate=loaded.sample_rate,
-            seed=seeds[i],
-            duration_seconds=duration,
-            generation_seconds=round(elapsed, 3),
+    rendered = []
+    for stem, prompt, seed, raw in zip(chosen, prompts, seeds, audio, strict=True):
+        finishing = time.perf_counter()
+        finished = finish_stem(raw, loaded.sample_rate, stem, plan)
+        for warning in finished.warnings:
+            logger.warning("%s %s: %s", request.generation_request_id, stem.value, warning)
+        rendered.append(
+            RenderedStem(
+                stem=stem,
+                prompt=prompt,
+                audio=finished.audio,
+                sample_rate=loaded.sample_rate,
+                seed=seed,
+                duration_seconds=round(finished.audio.shape[-1] / loaded.sample_rate, 6),
+                generation_seconds=round(elapsed, 3),
+                processing_seconds=round(time.perf_counter() - finishing, 3),
+                detected_bpm=finished.detected_bpm,
+                stretch_ratio=finished.stretch_ratio,
+                loudness_lufs=finished.loudness_lufs,
+                true_peak_dbtp=finished.true_peak_dbtp,
+                melody_conditioned=melody is not None,
+                warnings=finished.warnings,
+            )
         )
-        for i, (stem, prompt) in enumerate(zip(chosen, prompts, strict=True))
-    ]
+    return rendered
 
 
 def stem_record(rendered: RenderedStem, file: str, model_id: str, fmt: str) -> StemRecord:
@@ -150,7 +199,39 @@ def stem_record(rendered: RenderedStem, file: str, model_id: str, fmt: str) -> S
         model_id=model_id,
         generation_seconds=rendered.generation_seconds,
         format=fmt,
+        processing_seconds=rendered.processing_seconds,
+        detected_bpm=rendered.detected_bpm,
+        stretch_ratio=rendered.stretch_ratio,
+        loudness_lufs=rendered.loudness_lufs,
+        true_peak_dbtp=rendered.true_peak_dbtp,
+        melody_conditioned=rendered.melody_conditioned,
+        warnings=list(rendered.warnings),
     )
+
+
+@dataclass(frozen=True)
+class MixRecord:
+    """The preview mix as the manifest describes it."""
+
+    file: str
+    stems: list[str]
+    samples: int
+    sample_rate: int
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+    format: str
+
+
+def mix_stems(stems: Sequence[np.ndarray], sr: int) -> np.ndarray:
+    """The preview mix of finished stems (``[channels, samples]`` each, one length): their
+    sum, true-peak limited to -1 dBTP. Stems keep the balance gain staging gave them."""
+    return musical.mix(stems, sr)
+
+
+def mix_record(audio: np.ndarray, sr: int, file: str, stems: Sequence[str], fmt: str) -> MixRecord:
+    """The manifest entry for the mix ``audio`` written to ``file``."""
+    loudness, peak = measure(audio, sr)
+    return MixRecord(file, list(stems), int(audio.shape[-1]), sr, loudness, peak, fmt)
 
 
 def build_manifest(
@@ -160,14 +241,30 @@ def build_manifest(
     model_id: str,
     failed_stems: Sequence[dict[str, Any]] = (),
     timings: dict[str, Any] | None = None,
+    plan: GridPlan | None = None,
+    upload: TrackAnalysis | None = None,
+    mix: MixRecord | dict[str, Any] | None = None,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The ``manifest.json`` document: the request, each stem, failures and timings."""
+    """The ``manifest.json`` document: the request, the musical grid (``musical``: target
+    tempo, bars, time signature, key, the upload's analysis), each stem, the mix, failures,
+    warnings and timings."""
+    plan = plan or plan_grid(request.parameters, upload)
     return {
         "generation_request_id": request.generation_request_id,
         "created_at": datetime.now(UTC).isoformat(),
         "model_id": model_id,
+        "seed": request.seed,
         "request": request.model_dump(mode="json", exclude={"callback_url"}),
+        "musical": musical_summary(plan, upload),
         "stems": [asdict(r) if isinstance(r, StemRecord) else dict(r) for r in records],
+        "mix": asdict(mix) if isinstance(mix, MixRecord) else mix,
         "failed_stems": list(failed_stems),
+        "warnings": list(warnings),
         "timings": timings or {},
     }
+
+
+def musical_summary(plan: GridPlan, upload: TrackAnalysis | None) -> dict[str, Any]:
+    """The grid and the upload's analysis, as the manifest and the callback carry them."""
+    return {**plan.summary(), "upload": upload.to_dict() if upload is not None else None}

@@ -27,7 +27,7 @@ from azure.core.exceptions import (
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, LinearRetry
 
-from generation.errors import InvalidRequestError, SettingsError, StorageError
+from generation.errors import BlobNotFoundError, InvalidRequestError, SettingsError, StorageError
 from generation.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,17 @@ def stem_blob_name(generation_request_id: str, stem: str, extension: str) -> str
     stem_name = _path_segment(stem, "stem")
     ext = _path_segment(str(extension).lstrip("."), "extension")
     return f"{GENERATIONS_PREFIX}/{request_id}/{stem_name}.{ext}"
+
+
+def mix_blob_name(generation_request_id: str, extension: str) -> str:
+    """``generations/{generation_request_id}/mix.{extension}``: the preview mix."""
+    return stem_blob_name(generation_request_id, "mix", extension)
+
+
+def upload_blob_name(template: str, audio_file_id: str) -> str:
+    """The blob an upload lives in: ``template`` (``UPLOAD_BLOB_TEMPLATE``, e.g.
+    ``uploads/{audio_file_id}``) with the id put in."""
+    return template.replace("{audio_file_id}", _path_segment(audio_file_id, "audio_file_id"))
 
 
 def manifest_blob_name(generation_request_id: str) -> str:
@@ -204,8 +215,9 @@ class BlobStore:
             if blob is not None:
                 where += f", blob {blob!r}"
             account = self._service.account_name
+            kind = BlobNotFoundError if isinstance(error, ResourceNotFoundError) else StorageError
             # `from None`: the SDK's own messages may hold request URLs with SAS tokens.
-            raise StorageError(
+            raise kind(
                 f"storage {operation} failed (account {account!r}, {where}): {_reason(error, blob)}"
             ) from None
 
@@ -279,10 +291,18 @@ class BlobStore:
         data = json.dumps(obj, ensure_ascii=False, indent=2).encode("utf-8")
         return self.upload_bytes(name, data, "application/json")
 
-    def download_bytes(self, name: str) -> bytes:
-        """The blob's whole content; a missing blob is a ``StorageError`` ("blob not found")."""
+    def download_bytes(self, name: str, *, max_bytes: int | None = None) -> bytes:
+        """The blob's whole content; a missing blob is a ``BlobNotFoundError``.
+
+        With ``max_bytes``, a larger blob raises ``ValueError`` before anything is read.
+        """
         with self._translated("download", name):
-            return self._container.download_blob(name).readall()
+            blob = self._container.get_blob_client(name)
+            if max_bytes is not None:
+                size = int(blob.get_blob_properties().size)
+                if size > max_bytes:
+                    raise ValueError(f"blob {name!r} is {size} bytes, more than {max_bytes}")
+            return blob.download_blob().readall()
 
     def exists(self, name: str) -> bool:
         """Whether blob ``name`` exists (False too when the container is missing)."""

@@ -1,23 +1,39 @@
 """The activities: they do the I/O the orchestrator decides on.
 
-Each runs at least once, so each is idempotent: stems and the manifest go to fixed blob
-names with overwrite, and nothing is written to local disk (no temporary files to leak).
-Inputs and outputs are plain JSON dicts holding blob names and URLs, never audio.
+Each runs at least once, so each is idempotent: stems, the mix and the manifest go to fixed
+blob names with overwrite, and nothing is written to local disk (no temporary files to
+leak). Inputs and outputs are plain JSON dicts holding blob names and URLs, never audio.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Any
 
 import azure.durable_functions as df
+import numpy as np
 
-from generation.audio import ENCODINGS, encode_audio
+from generation.arrangement import TrackAnalysis, analyze_track, plan_grid
+from generation.audio import ENCODINGS, decode_audio, encode_audio
 from generation.callback import send_callback as post_callback
+from generation.errors import BlobNotFoundError, UploadError
+from generation.musicgen import MelodyCondition
 from generation.prompts import parse_stem
 from generation.request import GenerationRequest
-from generation.stems import build_manifest, render_stems
-from generation.storage import manifest_blob_name, stem_blob_name
+from generation.stems import (
+    build_manifest,
+    mix_record,
+    mix_stems,
+    musical_summary,
+    render_stems,
+)
+from generation.storage import (
+    manifest_blob_name,
+    mix_blob_name,
+    stem_blob_name,
+    upload_blob_name,
+)
 from generation.url_safety import CallbackPolicy, parse_allowed_hosts
 from orchestrators import runtime
 
@@ -30,21 +46,93 @@ def _request(data: dict[str, Any]) -> GenerationRequest:
     return GenerationRequest.model_validate(data)
 
 
+def read_upload(request: GenerationRequest) -> tuple[np.ndarray, int]:
+    """The request's uploaded track: float32 ``[channels, samples]`` and its rate (Hz).
+
+    Raises ``UploadError`` (a caller problem, never retried into success) when the blob is
+    missing, larger than ``MAX_UPLOAD_MB`` or not audio; other storage errors propagate as
+    ``StorageError`` (transient: the activity is retried).
+    """
+    assert request.audio_file_id is not None
+    settings = runtime.settings()
+    store = runtime.upload_store()
+    name = upload_blob_name(settings.upload_blob_template, request.audio_file_id)
+    what = f"audio_file_id {request.audio_file_id!r} (blob {name!r} in {store.container!r})"
+    try:
+        data = store.download_bytes(name, max_bytes=int(settings.max_upload_mb * (1 << 20)))
+    except BlobNotFoundError:
+        raise UploadError(f"{what}: no such upload") from None
+    except ValueError:
+        limit = f"MAX_UPLOAD_MB ({settings.max_upload_mb:g} MB)"
+        raise UploadError(f"{what}: larger than {limit}") from None
+    try:
+        return decode_audio(data, what=what)
+    except ValueError as error:
+        raise UploadError(str(error)) from None
+
+
+@bp.activity_trigger(input_name="payload", activity="analyze_upload")
+def analyze_upload(payload: dict[str, Any]) -> dict[str, Any]:
+    """Analyse the request's uploaded track: tempo, first downbeat, key.
+
+    Input: ``{"request": <request dict>}``. Output: ``{"ok": true, "blob_name", "analysis":
+    TrackAnalysis dict}``, or ``{"ok": false, "error": str}`` when the upload cannot be
+    used (missing, too large, not audio, or its tempo makes the requested bars too long):
+    a caller problem that retrying cannot fix, so it is returned, not raised. Transient
+    storage errors raise (the orchestrator retries them).
+    """
+    request = _request(payload["request"])
+    try:
+        audio, sample_rate = read_upload(request)
+        analysis = analyze_track(
+            audio, sample_rate, time_signature=request.parameters.time_signature
+        )
+        plan_grid(request.parameters, analysis)  # the upload's tempo must fit the request
+    except (UploadError, ValueError) as error:
+        logger.warning("%s: upload not usable: %s", request.generation_request_id, error)
+        return {"ok": False, "error": str(error)}
+    logger.info(
+        "%s: upload %s analysed: %s BPM, %s",
+        request.generation_request_id,
+        request.audio_file_id,
+        analysis.bpm,
+        analysis.key,
+    )
+    return {"ok": True, "analysis": analysis.to_dict()}
+
+
 @bp.activity_trigger(input_name="payload", activity="generate_stem")
 def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
-    """Generate one stem and write it to ``generations/{id}/{stem}.{ext}`` (overwrite).
+    """Generate one stem, put it on the request's grid, gain-stage it and write it to
+    ``generations/{id}/{stem}.{ext}`` (overwrite).
 
-    Input: ``{"request": <request dict, seed set>, "stem": str, "stem_index": int}``.
-    Output: the stem's blob name and URL, prompt, seed, duration (s), sample rate (Hz),
-    model id and generation time (s).
+    Input: ``{"request": <request dict, seed set>, "stem": str, "stem_index": int,
+    "upload": <TrackAnalysis dict> | None}``. With an upload and a melody checkpoint the
+    stem is conditioned on the uploaded track. Output: the stem's blob name and URL,
+    prompt, seed, duration (s), samples, sample rate (Hz), model id, generation time (s),
+    detected raw tempo, stretch ratio, loudness (LUFS), true peak (dBTP), warnings and the
+    request's ``musical`` summary.
     """
     request = _request(payload["request"])
     stem = parse_stem(payload["stem"])
+    upload_data = payload.get("upload")
+    upload = TrackAnalysis.from_dict(upload_data) if upload_data else None
+    plan = plan_grid(request.parameters, upload)
     settings = runtime.settings()
     loaded = runtime.model().get()  # loaded once per worker; waits if still loading
+    melody = None
+    if upload is not None and loaded.supports_melody:
+        audio, sample_rate = read_upload(request)
+        melody = MelodyCondition(audio, sample_rate)
     # Stems of concurrent requests share one batched generation (runtime.batcher).
     [rendered] = render_stems(
-        loaded, request, settings, stems=[stem], generate=runtime.batcher().generate
+        loaded,
+        request,
+        settings,
+        stems=[stem],
+        plan=plan,
+        melody=melody,
+        generate=runtime.batcher().generate,
     )
     encoding = ENCODINGS[request.output_format]
     name = stem_blob_name(request.generation_request_id, stem.value, encoding.extension)
@@ -62,19 +150,65 @@ def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
         "seed": rendered.seed,
         "model_id": loaded.model_id,
         "generation_seconds": rendered.generation_seconds,
+        "processing_seconds": rendered.processing_seconds,
         "format": request.output_format.value,
+        "detected_bpm": rendered.detected_bpm,
+        "stretch_ratio": rendered.stretch_ratio,
+        "loudness_lufs": rendered.loudness_lufs,
+        "true_peak_dbtp": rendered.true_peak_dbtp,
+        "melody_conditioned": rendered.melody_conditioned,
+        "warnings": list(rendered.warnings),
+        "musical": musical_summary(plan, upload),
     }
+
+
+def _write_mix(request: GenerationRequest, stems: list[dict[str, Any]]) -> dict[str, Any]:
+    """Read the finished stems back, mix them and write ``mix.{ext}``; its manifest entry."""
+    store = runtime.blob_store()
+    sample_rate = int(stems[0]["sample_rate"])
+    length = max(int(s["samples"]) for s in stems)
+    arrays = []
+    for stem in stems:
+        audio, _ = decode_audio(store.download_bytes(stem["blob_name"]), what=stem["blob_name"])
+        # A lossy codec may return a few samples more or less: back to the stem's length.
+        fitted = np.zeros((audio.shape[0], length), dtype=np.float32)
+        fitted[:, : min(length, audio.shape[1])] = audio[:, :length]
+        arrays.append(fitted)
+    mixed = mix_stems(arrays, sample_rate)
+    encoding = ENCODINGS[request.output_format]
+    name = mix_blob_name(request.generation_request_id, encoding.extension)
+    data = encode_audio(mixed, sample_rate, request.output_format)
+    url = store.upload_bytes(name, data, encoding.content_type, overwrite=True)
+    record = mix_record(
+        mixed, sample_rate, name, [s["stem"] for s in stems], request.output_format.value
+    )
+    return {**asdict(record), "blob_name": name, "blob_url": url}
 
 
 @bp.activity_trigger(input_name="payload", activity="finalize_generation")
 def finalize_generation(payload: dict[str, Any]) -> dict[str, Any]:
-    """Write ``generations/{id}/manifest.json`` beside the stems (overwrite).
+    """Write the preview mix ``generations/{id}/mix.{ext}`` of the stems that succeeded and
+    ``generations/{id}/manifest.json`` beside them (both overwritten on a retry).
 
-    Input: ``{"request", "stems": [generate_stem outputs], "failed_stems", "started_at"}``.
-    Output: ``{"manifest_blob_name", "manifest_url"}``.
+    Input: ``{"request", "stems": [generate_stem outputs], "failed_stems", "started_at",
+    "upload": <TrackAnalysis dict> | None, "warnings": [str]}``. Output:
+    ``{"manifest_blob_name", "manifest_url", "mix_url", "musical", "warnings"}``. A mix
+    that cannot be made is a warning in the manifest, not a lost manifest.
     """
     request = _request(payload["request"])
     stems = payload["stems"]
+    upload_data = payload.get("upload")
+    upload = TrackAnalysis.from_dict(upload_data) if upload_data else None
+    plan = plan_grid(request.parameters, upload)
+    warnings = list(payload.get("warnings", []))
+    warnings += [f"{s['stem']}: {w}" for s in stems for w in s.get("warnings", [])]
+    mix: dict[str, Any] | None = None
+    if stems:
+        try:
+            mix = _write_mix(request, stems)
+        except ValueError as error:  # a stem that does not decode; storage errors retry
+            logger.exception("%s: mix not written", request.generation_request_id)
+            warnings.append(f"mix not written: {error}")
     model_id = stems[0]["model_id"] if stems else runtime.settings().musicgen_model
     manifest = build_manifest(
         request,
@@ -85,10 +219,20 @@ def finalize_generation(payload: dict[str, Any]) -> dict[str, Any]:
             "started_at": payload.get("started_at"),
             "stems": {s["stem"]: s["generation_seconds"] for s in stems},
         },
+        plan=plan,
+        upload=upload,
+        mix=mix,
+        warnings=warnings,
     )
     name = manifest_blob_name(request.generation_request_id)
     url = runtime.blob_store().upload_json(name, manifest)
-    return {"manifest_blob_name": name, "manifest_url": url}
+    return {
+        "manifest_blob_name": name,
+        "manifest_url": url,
+        "mix_url": mix["blob_url"] if mix else None,
+        "musical": manifest["musical"],
+        "warnings": warnings,
+    }
 
 
 @bp.activity_trigger(input_name="payload", activity="send_callback")

@@ -7,19 +7,26 @@ URLs, never audio (convention 5).
 
 Flow::
 
-    generate_stem x N (in parallel, each retried) -> finalize_generation (retried)
+    [analyze_upload (with an audio_file_id; retried)]
+        -> generate_stem x N (in parallel, each retried)
+        -> finalize_generation (mix + manifest; retried)
         -> send_callback (last; retries HTTP itself and never raises)
+
+An upload that cannot be used (missing, not audio, ...) ends the request before any stem
+is generated when the request needs it for its tempo (no ``target_bpm``); otherwise the
+stems are generated without it and a warning says why.
 
 Input: ``GenerationRequest.model_dump(mode="json")`` with ``seed`` filled. A stem that
 still fails after its retries does not stop the others: the good stems, the manifest and a
 ``"failed"`` callback are delivered, then the orchestration ends Failed with
 ``StemGenerationFailed`` naming what failed. Custom status, updated as each stem finishes::
 
-    {"phase": "generating" | "finalizing" | "notifying" | "done",
-     "stems": {"guitar": "pending" | "completed" | "failed", ...},
+    {"phase": "analyzing" | "generating" | "finalizing" | "notifying" | "done",
+     "stems": {"guitar": "pending" | "completed" | "failed" | "skipped", ...},
      "completed": n, "failed": n, "total": n}
 
-plus, once ``"done"``: ``failed_stems``, ``manifest_url``, ``callback`` and ``error``.
+plus, once ``"done"``: ``failed_stems``, ``manifest_url``, ``mix_url``, ``musical``,
+``warnings``, ``callback`` and ``error``.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 bp = df.Blueprint()
 
+ANALYZE_UPLOAD = "analyze_upload"
 GENERATE_STEM = "generate_stem"
 FINALIZE_GENERATION = "finalize_generation"
 SEND_CALLBACK = "send_callback"
@@ -77,11 +85,130 @@ def orchestrate(context: df.DurableOrchestrationContext) -> OrchestrationGenerat
     started_at = context.current_utc_datetime.isoformat()
     stems: list[str] = list(request["target_stems"])
     progress = {stem: "pending" for stem in stems}
-    context.set_custom_status(_status("generating", progress))
+    warnings: list[str] = []
 
+    upload: dict[str, Any] | None = None
+    if request.get("audio_file_id"):
+        context.set_custom_status(_status("analyzing", progress))
+        analysis = yield from _analyze_upload(context, request)
+        if analysis["ok"]:
+            upload = analysis["analysis"]
+            warnings += [f"upload: {w}" for w in upload.get("warnings", [])]
+        elif request["parameters"].get("target_bpm") is None:
+            # The request's tempo (and bars) come from the upload: nothing can be generated.
+            return (yield from _refuse(context, request, stems, started_at, analysis["error"]))
+        else:
+            warnings.append(f"upload not used: {analysis['error']}")
+    context.set_custom_status(_status("generating", progress))
+    results, errors = yield from _fan_out(context, request, upload, progress)
+
+    # Fan-in in request order, whatever order the stems finished in.
+    succeeded = [results[i] for i in range(len(stems)) if i in results]
+    failed_stems = [
+        {"stem": stems[i], "error": errors[i]} for i in range(len(stems)) if i in errors
+    ]
+
+    context.set_custom_status(_status("finalizing", progress))
+    manifest_url: str | None = None
+    mix_url: str | None = None
+    manifest_error: str | None = None
+    musical: dict[str, Any] | None = succeeded[0].get("musical") if succeeded else None
+    try:
+        manifest = yield context.call_activity_with_retry(
+            FINALIZE_GENERATION,
+            RETRY,
+            {
+                "request": request,
+                "stems": succeeded,
+                "failed_stems": failed_stems,
+                "started_at": started_at,
+                "upload": upload,
+                "warnings": warnings,
+            },
+        )
+        manifest_url = manifest["manifest_url"]
+        mix_url = manifest["mix_url"]
+        musical = manifest["musical"]
+        warnings = manifest["warnings"]
+    except Exception as error:  # noqa: BLE001 - the SDK raises a bare Exception for a failed task
+        manifest_error = _one_line(error)
+
+    error_summary = _summary(stems, failed_stems, manifest_error)
+    payload = {
+        "generation_request_id": request["generation_request_id"],
+        "status": "failed" if error_summary else "completed",
+        "seed": request.get("seed"),
+        "model_id": succeeded[0]["model_id"] if succeeded else None,
+        "musical": musical,
+        "stems": [{key: result.get(key) for key in CALLBACK_STEM_FIELDS} for result in succeeded],
+        "mix_url": mix_url,
+        "failed_stems": failed_stems,
+        "warnings": warnings,
+        "error": error_summary,
+        "manifest_url": manifest_url,
+        "timings": {
+            "started_at": started_at,
+            "finished_at": context.current_utc_datetime.isoformat(),
+            "stems": {result["stem"]: result["generation_seconds"] for result in succeeded},
+        },
+    }
+    callback = yield from _notify(context, request, payload, progress)
+    context.set_custom_status(
+        {
+            **_status("done", progress),
+            "failed_stems": failed_stems,
+            "manifest_url": manifest_url,
+            "mix_url": mix_url,
+            "musical": musical,
+            "warnings": warnings,
+            "callback": callback,
+            "error": error_summary,
+        }
+    )
+    if error_summary:
+        if not context.is_replaying:
+            logger.error(
+                "generation %s failed: %s", request["generation_request_id"], error_summary
+            )
+        raise StemGenerationFailed(error_summary)
+    return {
+        "generation_request_id": request["generation_request_id"],
+        "status": "completed",
+        "stems": succeeded,
+        "failed_stems": [],
+        "manifest_url": manifest_url,
+        "mix_url": mix_url,
+        "callback": callback,
+    }
+
+
+def _analyze_upload(
+    context: df.DurableOrchestrationContext, request: dict[str, Any]
+) -> Generator[TaskBase, Any, dict[str, Any]]:
+    """The upload's analysis: ``{"ok": True, "analysis"}`` or ``{"ok": False, "error"}``."""
+    try:
+        analysis: dict[str, Any] = yield context.call_activity_with_retry(
+            ANALYZE_UPLOAD, RETRY, {"request": request}
+        )
+    except Exception as error:  # noqa: BLE001 - the SDK raises a bare Exception for a failed task
+        analysis = {"ok": False, "error": _one_line(error)}
+    return analysis
+
+
+def _fan_out(
+    context: df.DurableOrchestrationContext,
+    request: dict[str, Any],
+    upload: dict[str, Any] | None,
+    progress: dict[str, str],
+) -> Generator[TaskBase, Any, tuple[dict[int, dict[str, Any]], dict[int, str]]]:
+    """One ``generate_stem`` per stem, in parallel; results and one-line errors by index.
+    ``progress`` and the custom status follow each stem as it finishes."""
+    stems: list[str] = list(request["target_stems"])
     tasks = [
         context.call_activity_with_retry(
-            GENERATE_STEM, RETRY, {"request": request, "stem": stem, "stem_index": index}
+            GENERATE_STEM,
+            RETRY,
+            {"request": request, "stem": stem, "stem_index": index, "upload": upload},
         )
         for index, stem in enumerate(stems)
     ]
@@ -103,85 +230,87 @@ def orchestrate(context: df.DurableOrchestrationContext) -> OrchestrationGenerat
             results[index] = finished.result
             progress[stems[index]] = "completed"
         context.set_custom_status(_status("generating", progress))
+    return results, errors
 
-    # Fan-in in request order, whatever order the stems finished in.
-    succeeded = [results[i] for i in range(len(stems)) if i in results]
-    failed_stems = [
-        {"stem": stems[i], "error": errors[i]} for i in range(len(stems)) if i in errors
-    ]
 
-    context.set_custom_status(_status("finalizing", progress))
-    manifest_url: str | None = None
-    manifest_error: str | None = None
-    try:
-        manifest = yield context.call_activity_with_retry(
-            FINALIZE_GENERATION,
-            RETRY,
-            {
-                "request": request,
-                "stems": succeeded,
-                "failed_stems": failed_stems,
-                "started_at": started_at,
-            },
-        )
-        manifest_url = manifest["manifest_url"]
-    except Exception as error:  # noqa: BLE001 - the SDK raises a bare Exception for a failed task
-        manifest_error = _one_line(error)
+# What the callback says about each stem (the manifest has everything).
+CALLBACK_STEM_FIELDS = (
+    "stem",
+    "blob_url",
+    "duration_seconds",
+    "samples",
+    "sample_rate",
+    "seed",
+    "detected_bpm",
+    "stretch_ratio",
+    "loudness_lufs",
+    "true_peak_dbtp",
+    "melody_conditioned",
+)
 
-    error_summary = _summary(stems, failed_stems, manifest_error)
-    payload = {
-        "generation_request_id": request["generation_request_id"],
-        "status": "failed" if error_summary else "completed",
-        "stems": [
-            {
-                "stem": result["stem"],
-                "blob_url": result["blob_url"],
-                "duration_seconds": result["duration_seconds"],
-                "sample_rate": result["sample_rate"],
-            }
-            for result in succeeded
-        ],
-        "failed_stems": failed_stems,
-        "error": error_summary,
-        "manifest_url": manifest_url,
-        "timings": {
-            "started_at": started_at,
-            "finished_at": context.current_utc_datetime.isoformat(),
-            "stems": {result["stem"]: result["generation_seconds"] for result in succeeded},
-        },
-    }
 
+def _notify(
+    context: df.DurableOrchestrationContext,
+    request: dict[str, Any],
+    payload: dict[str, Any],
+    progress: dict[str, str],
+) -> Generator[TaskBase, Any, dict[str, Any]]:
+    """Send the callback (last); its outcome, never an exception."""
     context.set_custom_status(_status("notifying", progress))
     try:
-        callback = yield context.call_activity(
+        callback: dict[str, Any] = yield context.call_activity(
             SEND_CALLBACK, {"callback_url": request["callback_url"], "payload": payload}
         )
     except Exception as error:  # noqa: BLE001 - by contract it never raises; a crashed worker can
         callback = {"delivered": False, "error": _one_line(error)}
+    return callback
 
+
+def _refuse(
+    context: df.DurableOrchestrationContext,
+    request: dict[str, Any],
+    stems: list[str],
+    started_at: str,
+    upload_error: str,
+) -> OrchestrationGenerator:
+    """End a request whose upload it needs cannot be used: no stem is generated; the
+    caller hears why (callback, status) and the orchestration fails with that reason."""
+    progress = {stem: "skipped" for stem in stems}
+    error_summary = f"the uploaded track cannot be used: {upload_error}"
+    payload = {
+        "generation_request_id": request["generation_request_id"],
+        "status": "failed",
+        "seed": request.get("seed"),
+        "model_id": None,
+        "musical": None,
+        "stems": [],
+        "mix_url": None,
+        "failed_stems": [],
+        "warnings": [],
+        "error": error_summary,
+        "manifest_url": None,
+        "timings": {
+            "started_at": started_at,
+            "finished_at": context.current_utc_datetime.isoformat(),
+            "stems": {},
+        },
+    }
+    callback = yield from _notify(context, request, payload, progress)
     context.set_custom_status(
         {
             **_status("done", progress),
-            "failed_stems": failed_stems,
-            "manifest_url": manifest_url,
+            "failed_stems": [],
+            "manifest_url": None,
+            "mix_url": None,
+            "musical": None,
+            "warnings": [],
             "callback": callback,
             "error": error_summary,
         }
     )
-    if error_summary:
-        if not context.is_replaying:
-            logger.error(
-                "generation %s failed: %s", request["generation_request_id"], error_summary
-            )
-        raise StemGenerationFailed(error_summary)
-    return {
-        "generation_request_id": request["generation_request_id"],
-        "status": "completed",
-        "stems": succeeded,
-        "failed_stems": [],
-        "manifest_url": manifest_url,
-        "callback": callback,
-    }
+    if not context.is_replaying:
+        logger.error("generation %s failed: %s", request["generation_request_id"], error_summary)
+    raise StemGenerationFailed(error_summary)
 
 
 @bp.orchestration_trigger(context_name="context")

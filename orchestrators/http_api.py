@@ -224,6 +224,9 @@ async def handle_status(instance_id: str, client: DurableClient) -> func.HttpRes
         "stems": [],
         "failed_stems": custom.get("failed_stems", []),
         "manifest_url": custom.get("manifest_url"),
+        "mix_url": custom.get("mix_url"),
+        "musical": custom.get("musical"),
+        "warnings": custom.get("warnings", []),
         "callback": custom.get("callback"),
         "error": None,
     }
@@ -233,6 +236,7 @@ async def handle_status(instance_id: str, client: DurableClient) -> func.HttpRes
             for s in output.get("stems", [])
         ]
         body["manifest_url"] = output.get("manifest_url")
+        body["mix_url"] = output.get("mix_url")
         body["callback"] = output.get("callback")
     elif runtime_status in {"Failed", "Terminated", "Canceled"}:
         body["error"] = custom.get("error") or (output if isinstance(output, str) else None)

@@ -61,6 +61,13 @@ def blob_store() -> BlobStore:
     return store
 
 
+def upload_store() -> BlobStore:
+    """The store uploaded tracks are read from (``UPLOAD_CONTAINER_NAME``, default the
+    output container). Never created here: a missing container means a missing upload."""
+    name = settings().upload_container_name
+    return _store().for_container(name) if name else _store()
+
+
 def start_model_warmup() -> None:
     """Begin loading MusicGen in the background unless ``MODEL_WARMUP_ON_START`` is false."""
     if settings().model_warmup_on_start:

@@ -19,9 +19,11 @@ import pytest
 import soundfile as sf
 from pytest_httpserver import HTTPServer
 
-from generation.request import Stem
+from generation.audio import encode_audio
+from generation.request import OutputFormat, Stem
 from orchestrators import activities, runtime
 from orchestrators.generation_orchestrator import (
+    ANALYZE_UPLOAD,
     FINALIZE_GENERATION,
     GENERATE_STEM,
     RETRY,
@@ -33,11 +35,15 @@ from orchestrators.http_api import ORCHESTRATOR, handle_generate, handle_status
 from tests.orchestrators.durable_driver import DurableDriver
 from tests.orchestrators.durable_history import Replay
 from tests.service_fixtures import FakeDurableClient
+from tests.synthetic_audio import SR, demo_track
 
 DURATION_S = 1.5
+# At 100 BPM, 1.5 s rounds to one whole 4/4 bar: every stem is exactly 2.4 s.
+STEM_SAMPLES = round(4 * 60 / 100 * 32000)
 SAMPLE_RATE = 32000
 STEMS = ["guitar", "bass"]
 ACTIVITIES = {
+    ANALYZE_UPLOAD: activities.analyze_upload,
     GENERATE_STEM: activities.generate_stem,
     FINALIZE_GENERATION: activities.finalize_generation,
     SEND_CALLBACK: activities.send_callback,
@@ -107,7 +113,7 @@ def download(name: str) -> bytes:
 def assert_valid_stem_wav(name: str) -> None:
     audio, sample_rate = sf.read(io.BytesIO(download(name)))
     assert sample_rate == SAMPLE_RATE
-    assert audio.shape[0] == int(DURATION_S * SAMPLE_RATE)
+    assert audio.shape[0] == STEM_SAMPLES
 
 
 def the_one_callback(httpserver: HTTPServer) -> dict[str, Any]:
@@ -131,7 +137,7 @@ def test_a_two_stem_request_is_generated_stored_and_called_back(
     assert output["status"] == "completed" and output["failed_stems"] == []
     prefix = f"generations/{instance_id}/"
     assert blob_names(prefix) == [
-        f"{prefix}{name}" for name in ("bass.wav", "guitar.wav", "manifest.json")
+        f"{prefix}{name}" for name in ("bass.wav", "guitar.wav", "manifest.json", "mix.wav")
     ]
     for stem in STEMS:
         assert_valid_stem_wav(f"{prefix}{stem}.wav")
@@ -197,7 +203,11 @@ def test_a_stem_failing_every_retry_still_delivers_the_rest(
         (SEND_CALLBACK, None, 1, True),
     ]
     prefix = f"generations/{instance_id}/"
-    assert blob_names(prefix) == [f"{prefix}guitar.wav", f"{prefix}manifest.json"]
+    assert blob_names(prefix) == [
+        f"{prefix}guitar.wav",
+        f"{prefix}manifest.json",
+        f"{prefix}mix.wav",
+    ]
     assert_valid_stem_wav(f"{prefix}guitar.wav")
 
     error = "Activity function 'generate_stem' failed: Exception: RuntimeError: boom"
@@ -251,6 +261,7 @@ def test_a_redelivered_stem_activity_rewrites_the_same_blob(
         f"{prefix}bass.wav",
         f"{prefix}guitar.wav",
         f"{prefix}manifest.json",
+        f"{prefix}mix.wav",
     ]
     for stem in STEMS:
         first, second = written[stem]
@@ -258,3 +269,66 @@ def test_a_redelivered_stem_activity_rewrites_the_same_blob(
     callback = the_one_callback(httpserver)
     assert callback["status"] == "completed"
     assert [s["stem"] for s in callback["stems"]] == STEMS
+
+
+def test_a_request_following_an_upload_gets_locked_stems_a_mix_and_the_musical_facts(
+    service_env, durable_client, httpserver: HTTPServer
+):
+    track = encode_audio(demo_track(), SR, OutputFormat.FLAC)
+    runtime.blob_store().upload_bytes("uploads/take-3.flac", track, "audio/flac")
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    request_body = {
+        **body("e2e-follow", httpserver.url_for("/hook")),
+        "audio_file_id": "take-3.flac",
+        "parameters": {"bars": 1, "style": "funk"},  # no tempo: the upload's
+    }
+    instance_id, client_input = start(durable_client, request_body)
+
+    driver, last = drive(instance_id, client_input)
+
+    assert last.is_done and last.output["status"] == "completed"
+    assert [e.name for e in driver.executions] == [
+        ANALYZE_UPLOAD,
+        GENERATE_STEM,
+        GENERATE_STEM,
+        FINALIZE_GENERATION,
+        SEND_CALLBACK,
+    ]
+    one_bar = round(4 * 60 / 112 * SAMPLE_RATE)
+    prefix = f"generations/{instance_id}/"
+    for name in ("guitar.wav", "bass.wav", "mix.wav"):
+        audio, _ = sf.read(io.BytesIO(download(prefix + name)))
+        assert audio.shape[0] == one_bar
+    callback = the_one_callback(httpserver)
+    musical = callback["musical"]
+    assert (musical["target_bpm"], musical["tempo_source"], musical["bars"]) == (112.0, "upload", 1)
+    assert musical["key"] == "A minor" and musical["upload"]["bpm"] == 112.0
+    assert callback["mix_url"] == runtime.blob_store().url(prefix + "mix.wav")
+    assert [s["samples"] for s in callback["stems"]] == [one_bar, one_bar]
+    assert all("loudness_lufs" in s and "detected_bpm" in s for s in callback["stems"])
+    reported = status(durable_client, instance_id, last)
+    assert reported["mix_url"] == callback["mix_url"] and reported["musical"] == musical
+
+
+def test_a_request_whose_upload_is_missing_fails_clearly_before_generating(
+    service_env, durable_client, httpserver: HTTPServer
+):
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    request_body = {
+        **body("e2e-noupload", httpserver.url_for("/hook")),
+        "audio_file_id": "never-uploaded.wav",
+        "parameters": {"duration_seconds": 2},
+    }
+    instance_id, client_input = start(durable_client, request_body)
+
+    driver, last = drive(instance_id, client_input)
+
+    assert [e.name for e in driver.executions] == [ANALYZE_UPLOAD, SEND_CALLBACK]
+    assert blob_names(f"generations/{instance_id}/") == []
+    callback = the_one_callback(httpserver)
+    assert callback["status"] == "failed"
+    assert callback["error"].startswith("the uploaded track cannot be used: audio_file_id")
+    assert "no such upload" in callback["error"]
+    reported = status(durable_client, instance_id, last)
+    assert reported["status"] == "failed" and reported["error"] == callback["error"]
+    assert reported["progress"]["stems"] == {"guitar": "skipped", "bass": "skipped"}

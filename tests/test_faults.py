@@ -113,7 +113,7 @@ def assert_delivered_whole(instance_id: str) -> dict[str, Any]:
     """Both stems and the manifest are in storage, complete; returns the manifest."""
     prefix = f"generations/{instance_id}/"
     assert blob_names(prefix) == [
-        f"{prefix}{n}" for n in ("bass.wav", "guitar.wav", "manifest.json")
+        f"{prefix}{n}" for n in ("bass.wav", "guitar.wav", "manifest.json", "mix.wav")
     ]
     store = runtime.blob_store()
     for stem in STEMS:
@@ -250,7 +250,7 @@ def test_transient_blob_failures_are_retried_by_the_activities_and_nothing_is_lo
     driver, last = drive(instance_id, client_input)
 
     assert last.is_done and last.output["status"] == "completed"
-    assert sorted(transport.failed) == ["bass.wav", "guitar.wav", "manifest.json"]
+    assert sorted(transport.failed) == ["bass.wav", "guitar.wav", "manifest.json", "mix.wav"]
     # Every blob write failed once and succeeded on the activity's second attempt.
     attempts = [(e.name, e.input.get("stem"), e.attempt, e.succeeded) for e in driver.executions]
     assert attempts == [
@@ -258,8 +258,9 @@ def test_transient_blob_failures_are_retried_by_the_activities_and_nothing_is_lo
         (GENERATE_STEM, "guitar", 2, True),
         (GENERATE_STEM, "bass", 1, False),
         (GENERATE_STEM, "bass", 2, True),
-        (FINALIZE_GENERATION, None, 1, False),
-        (FINALIZE_GENERATION, None, 2, True),
+        (FINALIZE_GENERATION, None, 1, False),  # the mix's first upload
+        (FINALIZE_GENERATION, None, 2, False),  # the manifest's first upload
+        (FINALIZE_GENERATION, None, 3, True),
         ("send_callback", None, 1, True),
     ]
     first_failure = driver.executions[0].error

@@ -26,6 +26,7 @@ def test_every_function_is_indexed(function_app):
         "generation_status",
         "health",
         "stem_generation_orchestrator",
+        "analyze_upload",
         "generate_stem",
         "finalize_generation",
         "send_callback",
@@ -70,7 +71,7 @@ def test_orchestrator_and_activities_bindings(function_app):
     assert binding(functions["stem_generation_orchestrator"], "orchestrationTrigger")["name"] == (
         "context"
     )
-    for activity in ("generate_stem", "finalize_generation", "send_callback"):
+    for activity in ("analyze_upload", "generate_stem", "finalize_generation", "send_callback"):
         trigger = binding(functions[activity], "activityTrigger")
         assert trigger["name"] == "payload" and trigger["activity"] == activity
 

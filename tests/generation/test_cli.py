@@ -7,6 +7,10 @@ import sys
 
 import soundfile as sf
 
+from generation.audio import encode_audio
+from generation.request import OutputFormat
+from tests.synthetic_audio import SR, demo_track
+
 
 def run_cli(*args, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
@@ -109,3 +113,57 @@ def test_bad_setting_exits_2_naming_the_key(tiny_checkpoint, tmp_path):
     )
     assert result.returncode == 2
     assert "DEFAULT_TOP_K" in result.stderr
+
+
+def test_generate_follows_a_track_in_bars_and_writes_the_mix(tiny_checkpoint, tmp_path):
+    track = tmp_path / "take.wav"
+    track.write_bytes(encode_audio(demo_track(), SR, OutputFormat.WAV))
+    out = tmp_path / "out"
+    result = run_cli(
+        "generate",
+        "--stems",
+        "bass",
+        "pads",
+        "--follow",
+        str(track),
+        "--bars",
+        "2",
+        "--time-signature",
+        "4/4",
+        "--loop",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_checkpoint),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    musical = manifest["musical"]
+    assert (musical["target_bpm"], musical["tempo_source"], musical["bars"]) == (112.0, "upload", 2)
+    assert musical["key"] == "A minor" and musical["loop"] is True
+    two_bars = round(2 * 4 * 60 / 112 * 32000)
+    for entry in manifest["stems"]:
+        assert sf.info(str(out / entry["file"])).frames == two_bars
+        assert "in A minor" in entry["prompt"] and "112 bpm" in entry["prompt"]
+    assert manifest["mix"]["file"] == "mix.wav" and manifest["mix"]["samples"] == two_bars
+    assert sf.info(str(out / "mix.wav")).frames == two_bars
+
+
+def test_generate_refuses_bars_without_a_tempo(tiny_checkpoint, tmp_path):
+    result = run_cli(
+        "generate",
+        "--stems",
+        "bass",
+        "--bars",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--model",
+        str(tiny_checkpoint),
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: invalid request")
+    assert "bars needs a tempo" in result.stderr

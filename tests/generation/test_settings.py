@@ -1,8 +1,12 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from generation.errors import SettingsError
 from generation.settings import (
     DEFAULT_MODEL_ID,
+    ServiceSettings,
     load_generation_settings,
     load_service_settings,
 )
@@ -86,3 +90,30 @@ def test_an_empty_value_counts_as_not_set(monkeypatch):
     settings = load_service_settings()
     assert settings.azure_storage_connection_string is None
     assert settings.model_cache_dir is None
+
+
+def test_the_sample_settings_list_every_key():
+
+    sample = Path(__file__).resolve().parents[2] / "local.settings.sample.json"
+    values = json.loads(sample.read_text())["Values"]
+    missing = {name.upper() for name in ServiceSettings.model_fields} - set(values)
+    assert not missing, f"local.settings.sample.json lacks {sorted(missing)}"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "uploads/",
+        "{audio_file_id}/{audio_file_id}",
+        "/uploads/{audio_file_id}",
+        "a/{x}/{audio_file_id}",
+    ],
+)
+def test_the_upload_template_must_hold_the_id_once(template, monkeypatch):
+    from generation.errors import SettingsError
+    from generation.settings import load_service_settings
+
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true")
+    monkeypatch.setenv("UPLOAD_BLOB_TEMPLATE", template)
+    with pytest.raises(SettingsError, match="UPLOAD_BLOB_TEMPLATE"):
+        load_service_settings()

@@ -38,11 +38,12 @@ def test_generate_stem_writes_the_stem_at_its_fixed_name(service_env):
     assert result["blob_name"] == "generations/req-act-1/bass.wav"
     assert result["blob_url"].endswith("/generations/req-act-1/bass.wav")
     # bass is seeded request seed + 1 (stem_seed), whatever else the request asked for
-    assert (result["sample_rate"], result["samples"], result["seed"]) == (32000, 48000, 12)
+    # 1.5 s at 100 BPM rounds to one whole bar: 2.4 s
+    assert (result["sample_rate"], result["samples"], result["seed"]) == (32000, 76800, 12)
     assert "funk" in result["prompt"] and "100 bpm" in result["prompt"]
     assert len(json.dumps(result)) < 2000  # names and URLs, never audio
     info = sf.info(io.BytesIO(store().download_bytes(result["blob_name"])))
-    assert (info.frames, info.samplerate, info.subtype) == (48000, 32000, "PCM_16")
+    assert (info.frames, info.samplerate, info.subtype) == (76800, 32000, "PCM_16")
 
 
 def test_generate_stem_twice_repeats_never_duplicates(service_env):
@@ -66,7 +67,7 @@ def test_a_failing_activity_leaves_no_files_and_the_worker_healthy(
     assert blob_names("generations/req-act-1/") == []
     assert runtime.model().state is ModelState.AVAILABLE
     ok = activities.generate_stem({"request": REQUEST, "stem": "bass", "stem_index": 1})
-    assert ok["samples"] == 48000
+    assert ok["samples"] == 76800
 
 
 def test_the_model_is_loaded_once_per_worker(service_env):
@@ -186,4 +187,4 @@ def test_generate_stem_writes_flac_and_mp3_under_their_own_names(service_env):
         assert result["blob_name"] == f"generations/req-act-1/bass.{fmt}"
         assert result["format"] == fmt
         info = sf.info(io.BytesIO(store().download_bytes(result["blob_name"])))
-        assert (info.format, info.samplerate, info.frames) == (container, 32000, 48000)
+        assert (info.format, info.samplerate, info.frames) == (container, 32000, 76800)

@@ -16,6 +16,7 @@ import pytest
 
 from generation.request import GenerationRequest
 from orchestrators.generation_orchestrator import (
+    ANALYZE_UPLOAD,
     FINALIZE_GENERATION,
     GENERATE_STEM,
     RETRY,
@@ -24,7 +25,13 @@ from orchestrators.generation_orchestrator import (
     bp,
     orchestrate,
 )
-from tests.orchestrators.durable_history import START, History, Replay, replay, replay_registered
+from tests.orchestrators.durable_history import (
+    START,
+    History,
+    Replay,
+    replay,
+    replay_registered,
+)
 
 CALL_ACTIVITY = 0
 CALL_ACTIVITY_WITH_RETRY = 1
@@ -43,7 +50,6 @@ def make_request(stems: list[str] = STEMS, **fields: Any) -> dict[str, Any]:
     request = GenerationRequest.model_validate(
         {
             "generation_request_id": "req-1",
-            "audio_file_id": "file-1",
             "target_stems": stems,
             "parameters": {"target_bpm": 120, "duration_seconds": 10, "style": "rock"},
             "callback_url": "https://example.test/hook",
@@ -66,13 +72,26 @@ def stem_result(stem: str, index: int = 0) -> dict[str, Any]:
         "seed": 7 + index,
         "model_id": "facebook/musicgen-small",
         "generation_seconds": 1.5 + index,
+        "processing_seconds": 0.4,
         "format": "wav",
+        "samples": 320000,
+        "detected_bpm": 118.5,
+        "stretch_ratio": 1.01266,
+        "loudness_lufs": -16.0,
+        "true_peak_dbtp": -1.5,
+        "melody_conditioned": False,
+        "warnings": [],
+        "musical": MUSICAL,
     }
 
 
+MUSICAL = {"tempo_locked": True, "target_bpm": 120, "bars": 5, "upload": None}
 MANIFEST = {
     "manifest_blob_name": "req-1/manifest.json",
     "manifest_url": "https://blobs.test/stems/req-1/manifest.json",
+    "mix_url": "https://blobs.test/stems/req-1/mix.wav",
+    "musical": MUSICAL,
+    "warnings": [],
 }
 DELIVERED = {"delivered": True, "status_code": 200, "attempts": 1, "error": None}
 
@@ -190,7 +209,12 @@ def test_first_replay_schedules_one_generate_stem_per_stem_with_retry() -> None:
     for index, (action, stem) in enumerate(zip(first.actions, STEMS, strict=True)):
         assert action["actionType"] == CALL_ACTIVITY_WITH_RETRY
         assert action["retryOptions"] == RETRY_JSON
-        assert action["input"] == {"request": request, "stem": stem, "stem_index": index}
+        assert action["input"] == {
+            "request": request,
+            "stem": stem,
+            "stem_index": index,
+            "upload": None,
+        }
     assert first.custom_status == status("generating", dict.fromkeys(STEMS, "pending"))
 
 
@@ -259,6 +283,8 @@ def test_finalize_gets_results_in_request_order_when_completions_arrive_out_of_o
         "stems": [stem_result(stem, i) for i, stem in enumerate(STEMS)],
         "failed_stems": [],
         "started_at": START.isoformat(),
+        "upload": None,
+        "warnings": [],
     }
     assert not last.scheduled(SEND_CALLBACK)
 
@@ -282,16 +308,28 @@ def test_callback_is_scheduled_last_and_only_after_finalize() -> None:
         "payload": {
             "generation_request_id": "req-1",
             "status": "completed",
+            "seed": 7,
+            "model_id": "facebook/musicgen-small",
+            "musical": MUSICAL,
             "stems": [
                 {
                     "stem": stem,
                     "blob_url": f"https://blobs.test/stems/req-1/{stem}.wav",
                     "duration_seconds": 10.0,
+                    "samples": 320000,
                     "sample_rate": 32000,
+                    "seed": 7 + index,
+                    "detected_bpm": 118.5,
+                    "stretch_ratio": 1.01266,
+                    "loudness_lufs": -16.0,
+                    "true_peak_dbtp": -1.5,
+                    "melody_conditioned": False,
                 }
-                for stem in STEMS
+                for index, stem in enumerate(STEMS)
             ],
+            "mix_url": MANIFEST["mix_url"],
             "failed_stems": [],
+            "warnings": [],
             "error": None,
             "manifest_url": MANIFEST["manifest_url"],
             "timings": {
@@ -320,6 +358,7 @@ def test_all_stems_succeed(schema_version: int) -> None:
         "stems": [stem_result(stem, i) for i, stem in enumerate(STEMS)],
         "failed_stems": [],
         "manifest_url": MANIFEST["manifest_url"],
+        "mix_url": MANIFEST["mix_url"],
         "callback": DELIVERED,
     }
     assert last.custom_status == status(
@@ -327,6 +366,9 @@ def test_all_stems_succeed(schema_version: int) -> None:
         dict.fromkeys(STEMS, "completed"),
         failed_stems=[],
         manifest_url=MANIFEST["manifest_url"],
+        mix_url=MANIFEST["mix_url"],
+        musical=MUSICAL,
+        warnings=[],
         callback=DELIVERED,
         error=None,
     )
@@ -375,6 +417,8 @@ def test_a_failed_stem_still_gets_finalize_a_failure_callback_and_a_failed_orche
         "stems": good,
         "failed_stems": failed,
         "started_at": START.isoformat(),
+        "upload": None,
+        "warnings": [],
     }
 
     last = run.finish_activity(FINALIZE_GENERATION, MANIFEST)
@@ -397,6 +441,9 @@ def test_a_failed_stem_still_gets_finalize_a_failure_callback_and_a_failed_orche
         {"guitar": "completed", "bass": "failed", "drums": "completed"},
         failed_stems=failed,
         manifest_url=MANIFEST["manifest_url"],
+        mix_url=MANIFEST["mix_url"],
+        musical=MUSICAL,
+        warnings=[],
         callback=DELIVERED,
         error=summary,
     )
@@ -507,3 +554,105 @@ def test_replaying_the_same_history_gives_the_same_answer() -> None:
     earlier = Run(make_request())
     earlier.complete_stems([2, 0])
     assert first.actions[: len(earlier.last.actions)] == earlier.last.actions
+
+
+# -- the uploaded track ---------------------------------------------------------------------
+
+ANALYSIS = {
+    "bpm": 96.0,
+    "first_downbeat_s": 0.31,
+    "key": "A minor",
+    "duration_s": 30.0,
+    "sample_rate": 44100,
+    "channels": 2,
+    "warnings": [],
+}
+
+
+def upload_request(**parameters: Any) -> dict[str, Any]:
+    return make_request(audio_file_id="my-track.wav", parameters=parameters)
+
+
+def analyzed(request: dict[str, Any], analysis: dict[str, Any]) -> tuple[History, Replay]:
+    """A run whose first episode scheduled analyze_upload, which then returned ``analysis``."""
+    history = History(request, name="stem_generation_orchestrator")
+    first = replay(orchestrate, history)
+    assert first.function_names == [ANALYZE_UPLOAD]
+    assert first.actions[0]["actionType"] == CALL_ACTIVITY_WITH_RETRY
+    assert first.actions[0]["input"] == {"request": request}
+    assert first.custom_status == status("analyzing", dict.fromkeys(STEMS, "pending"))
+    task = history.task_scheduled(ANALYZE_UPLOAD, first.actions[0]["input"])
+    history.new_episode()
+    history.task_completed(task, analysis)
+    return history, replay(orchestrate, history)
+
+
+def test_an_upload_is_analysed_first_and_every_stem_follows_it() -> None:
+    request = upload_request(duration_seconds=10)
+    analysis = {**ANALYSIS, "warnings": ["key not detected: silence"]}
+    history, last = analyzed(request, {"ok": True, "analysis": analysis})
+
+    assert last.function_names == [ANALYZE_UPLOAD] + [GENERATE_STEM] * 3
+    assert [a["input"]["upload"] for a in last.scheduled(GENERATE_STEM)] == [analysis] * 3
+    ids = [history.task_scheduled(GENERATE_STEM, a["input"]) for a in last.scheduled(GENERATE_STEM)]
+    history.new_episode()
+    for index, task in enumerate(ids):
+        history.task_completed(task, stem_result(STEMS[index], index))
+    last = replay(orchestrate, history)
+    finalize = last.actions[-1]["input"]
+    assert finalize["upload"] == analysis
+    assert finalize["warnings"] == ["upload: key not detected: silence"]
+
+
+def test_an_unusable_upload_that_the_request_needs_ends_it_before_any_stem() -> None:
+    request = upload_request(bars=8)  # no target_bpm: the tempo must come from the upload
+    error = "audio_file_id 'my-track.wav' (blob 'uploads/my-track.wav' in 'a'): no such upload"
+    history, last = analyzed(request, {"ok": False, "error": error})
+
+    assert last.function_names == [ANALYZE_UPLOAD, SEND_CALLBACK]
+    payload = last.actions[-1]["input"]["payload"]
+    summary = f"the uploaded track cannot be used: {error}"
+    assert (payload["status"], payload["error"], payload["stems"]) == ("failed", summary, [])
+    task = history.task_scheduled(SEND_CALLBACK, last.actions[-1]["input"])
+    history.new_episode()
+    history.task_completed(task, DELIVERED)
+    last = replay(orchestrate, history)
+    assert last.error == summary
+    assert isinstance(last.exception, StemGenerationFailed)
+    assert last.custom_status["stems"] == dict.fromkeys(STEMS, "skipped")
+    assert last.custom_status["error"] == summary
+
+
+def test_an_unusable_upload_the_request_does_not_need_is_a_warning() -> None:
+    request = upload_request(target_bpm=120)
+    history, last = analyzed(request, {"ok": False, "error": "not a readable audio file"})
+
+    assert last.function_names == [ANALYZE_UPLOAD] + [GENERATE_STEM] * 3
+    assert all(a["input"]["upload"] is None for a in last.scheduled(GENERATE_STEM))
+    ids = [history.task_scheduled(GENERATE_STEM, a["input"]) for a in last.scheduled(GENERATE_STEM)]
+    history.new_episode()
+    for index, task in enumerate(ids):
+        history.task_completed(task, stem_result(STEMS[index], index))
+    last = replay(orchestrate, history)
+    assert last.actions[-1]["input"]["warnings"] == ["upload not used: not a readable audio file"]
+
+
+def test_an_analysis_that_keeps_failing_is_reported_like_an_unusable_upload() -> None:
+    request = upload_request(duration_seconds=10)
+    history = History(request, name="stem_generation_orchestrator")
+    first = replay(orchestrate, history)
+    task = history.task_scheduled(ANALYZE_UPLOAD, first.actions[0]["input"])
+    history.new_episode()
+    history.fail_attempts(
+        task,
+        name=ANALYZE_UPLOAD,
+        retry=RETRY,
+        failures=RETRY.max_number_of_attempts,
+        reason="Activity function 'analyze_upload' failed: ",
+        details="StorageError: storage download failed: cannot reach the storage endpoint",
+    )
+    last = replay(orchestrate, history)
+    assert last.function_names[-1] == SEND_CALLBACK
+    error = last.actions[-1]["input"]["payload"]["error"]
+    assert error.startswith("the uploaded track cannot be used: Activity function")
+    assert "cannot reach the storage endpoint" in error

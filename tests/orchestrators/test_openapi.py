@@ -166,6 +166,25 @@ def test_the_spec_knows_what_the_model_does_not_spell_in_json_schema():
         parse_request(duplicate)
 
 
+VALID = {"generation_request_id": "r1", "target_stems": ["drums"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({**VALID, "parameters": {"bars": 4}}, "bars needs a tempo"),
+        ({**VALID, "parameters": {"bars": 256, "target_bpm": 60}}, "at most 300 s"),
+    ],
+)
+def test_cross_field_rules_the_schema_cannot_spell_are_documented(body, message):
+    # Bars need a tempo and must fit 300 s: rules across fields, stated in the descriptions.
+    assert spec_errors("GenerationRequest", body) == []
+    with pytest.raises(InvalidRequestError, match=message):
+        parse_request(body)
+    described = SCHEMAS["GenerationParameters"]["properties"]["bars"]["description"]
+    assert "Needs a tempo" in described and "300 s" in described
+
+
 def _examples() -> list[tuple[str, Any]]:
     content = SPEC["paths"]["/generate"]["post"]["requestBody"]["content"]["application/json"]
     return sorted((name, example["value"]) for name, example in content["examples"].items())
@@ -177,9 +196,6 @@ def test_every_example_is_accepted_by_the_api_and_the_schema(name, example):
     assert spec_errors("GenerationRequest", example) == []
     response = asyncio.run(handle_generate(post(example), FakeDurableClient()))
     assert response.status_code == 202, response.get_body()
-
-
-VALID = {"generation_request_id": "r1", "target_stems": ["drums"]}
 
 
 @pytest.mark.parametrize(
@@ -204,6 +220,13 @@ VALID = {"generation_request_id": "r1", "target_stems": ["drums"]}
         {**VALID, "generation_request_id": "x" * 129},
         {**VALID, "audio_file_id": "../up"},
         {**VALID, "output_format": "ogg"},
+        {**VALID, "parameters": {"bars": 0, "target_bpm": 120}},
+        {**VALID, "parameters": {"bars": 4.0, "target_bpm": 120}},
+        {**VALID, "parameters": {"time_signature": "4/3"}},
+        {**VALID, "parameters": {"time_signature": "17/4"}},
+        {**VALID, "parameters": {"time_signature": "4/4\n"}},
+        {**VALID, "parameters": {"loop": "yes"}},
+        {**VALID, "parameters": {"loop": 1}},
         {"target_stems": ["drums"]},
         [VALID],
     ],
