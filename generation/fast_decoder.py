@@ -93,7 +93,7 @@ class PackedLinear(nn.Module):
             self.weight_bytes = q.numel()
             # Spans exactly [-128, 127]: fbgemm then picks scale 1, zero point 128.
             self.in_features = int(weight.shape[1])
-            self._row_buffers: dict[int, torch.Tensor] = {}
+            self._row_buffers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         elif fmt is WeightFormat.INT8:
             q, scales = _quantize_per_channel(weight)
             self.register_buffer("weight", q.contiguous())
@@ -106,15 +106,16 @@ class PackedLinear(nn.Module):
             self.register_buffer("weight", dense)
             self.weight_bytes = dense.numel() * dense.element_size()
 
-    def _rows(self, n: int) -> torch.Tensor:
-        """A reusable ``[n + 1, K]`` input buffer whose last row is the anchor: it spans
-        exactly [-128, 127], so fbgemm picks scale 1 and zero point 128."""
-        rows = self._row_buffers.get(n)
-        if rows is None:
+    def _rows(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reusable ``[n + 1, K]`` input buffer whose last row is the anchor (it spans
+        exactly [-128, 127], so fbgemm picks scale 1 and zero point 128), and a view of its
+        first ``n`` rows, where the inputs go."""
+        buffers = self._row_buffers.get(n)
+        if buffers is None:
             rows = torch.zeros(n + 1, self.in_features)
             rows[n, 0], rows[n, 1] = -128.0, 127.0
-            self._row_buffers[n] = rows
-        return rows
+            buffers = self._row_buffers[n] = (rows, rows[:n])
+        return buffers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.packed is not None:
@@ -122,17 +123,17 @@ class PackedLinear(nn.Module):
             m = flat.shape[0]
             scale = flat.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-12).div_(127.0)
             if not self.precise:
-                rows = self._rows(m)
-                torch.div(flat, scale, out=rows[:m]).round_()  # |x / scale| <= 127
+                rows, head = self._rows(m)
+                torch.div(flat, scale, out=head).round_()  # |x / scale| <= 127
                 out = torch.ops.quantized.linear_dynamic(rows, self.packed, False)[:m]
-                return out.mul_(scale).reshape(*x.shape[:-1], self.out_features)
-            rows = self._rows(2 * m)
+                return out.mul_(scale).view(*x.shape[:-1], self.out_features)
+            rows, head = self._rows(2 * m)
             scaled = flat / scale  # within [-127, 127]
-            coarse = torch.round(scaled, out=rows[:m])
+            coarse = torch.round(scaled, out=head[:m])
             torch.sub(scaled, coarse, out=rows[m : 2 * m]).mul_(254.0).round_()  # |r| <= 0.5
             out = torch.ops.quantized.linear_dynamic(rows, self.packed, False)
             fine = out[m : 2 * m].div_(254.0)
-            return out[:m].add_(fine).mul_(scale).reshape(*x.shape[:-1], self.out_features)
+            return out[:m].add_(fine).mul_(scale).view(*x.shape[:-1], self.out_features)
         if self.scales is not None:
             flat = x.reshape(-1, x.shape[-1])
             out = torch._weight_int8pack_mm(flat.to(self.act_dtype), self.weight, self.scales)
@@ -307,10 +308,12 @@ class FastDecoder(nn.Module):
         # dimension's run of positions contiguously, measured 25% faster on CPU than
         # [..., slots, Dh]; values stay [..., slots, Dh], the faster layout for p @ V.
         layers, heads, dh = len(self.layers), self.num_heads, self.head_dim
-        self._cache_k = torch.zeros(
+        # Uninitialised: attention only reads slots [0, end), all written before (no memset
+        # of hundreds of MB per batch).
+        self._cache_k = torch.empty(
             (layers, batch, heads, dh, slots), dtype=self.kv_dtype, device=self.device
         )
-        self._cache_v = torch.zeros(
+        self._cache_v = torch.empty(
             (layers, batch, heads, slots, dh), dtype=self.kv_dtype, device=self.device
         )
         if self.prefix_conditioning:
