@@ -206,7 +206,8 @@ def finalize_generation(payload: dict[str, Any]) -> dict[str, Any]:
     if stems:
         try:
             mix = _write_mix(request, stems)
-        except ValueError as error:  # a stem that does not decode; storage errors retry
+        except (ValueError, BlobNotFoundError) as error:  # a stem gone or undecodable; other
+            # storage errors are transient and raise, so the activity is retried
             logger.exception("%s: mix not written", request.generation_request_id)
             warnings.append(f"mix not written: {error}")
     model_id = stems[0]["model_id"] if stems else runtime.settings().musicgen_model

@@ -183,3 +183,17 @@ def test_a_melody_checkpoint_follows_the_uploaded_track(
     )
     assert again["blob_name"] == bass["blob_name"]
     assert runtime.blob_store().download_bytes(again["blob_name"]) != first_audio
+
+
+def test_a_mix_that_cannot_be_made_is_a_warning_not_a_lost_manifest(upload):
+    body = request(parameters={"bars": 1})
+    analysis, stems = stems_following_the_upload(body)
+    runtime.blob_store().delete(stems[1]["blob_name"])  # gone before the mix
+    result = activities.finalize_generation(
+        {"request": body, "stems": stems, "failed_stems": [], "upload": analysis}
+    )
+    assert result["mix_url"] is None
+    manifest = json.loads(runtime.blob_store().download_bytes(result["manifest_blob_name"]))
+    assert manifest["mix"] is None
+    assert manifest["warnings"][-1].startswith("mix not written: storage download failed")
+    assert len(manifest["stems"]) == 2
