@@ -8,6 +8,13 @@ from generation.decoding import DecodeRow, SamplingParams, decode_codes
 from generation.fast_decoder import FastDecoder, WeightFormat
 from generation.musicgen import StepTracker, undelay
 
+# Default sampling, nucleus with temperature, and top-k without guidance.
+SAMPLINGS = [
+    SamplingParams(),
+    SamplingParams(top_k=0, top_p=0.8, temperature=0.8),
+    SamplingParams(top_k=20, guidance_scale=1.0),
+]
+
 
 def reference_codes(loaded, prompt, frames, seed, sampling, *, prompt_codes=None, chroma=None):
     """transformers' generate, seeded the same way, returning codes [1, K, frames]; with
@@ -53,14 +60,7 @@ def project_codes(loaded, prompt, frames, seed, sampling, *, prompt_codes=None):
         )
 
 
-@pytest.mark.parametrize(
-    "sampling",
-    [
-        SamplingParams(),
-        SamplingParams(top_k=0, top_p=0.8, temperature=0.8),
-        SamplingParams(top_k=20, guidance_scale=1.0),
-    ],
-)
+@pytest.mark.parametrize("sampling", SAMPLINGS)
 def test_one_row_matches_generate_token_for_token(tiny_model_fp32, sampling):
     ours = project_codes(tiny_model_fp32, "solo guitar, rock", 40, 5, sampling)
     theirs = reference_codes(tiny_model_fp32, "solo guitar, rock", 40, 5, sampling)

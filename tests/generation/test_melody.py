@@ -28,7 +28,7 @@ from generation.musicgen import (
     window_melody,
 )
 from generation.settings import GenerationSettings
-from tests.generation.test_decoding import reference_codes
+from tests.generation.test_decoding import SAMPLINGS, reference_codes
 
 SR = 32000
 C, D, E, F, G, A = 261.63, 293.66, 329.63, 349.23, 392.0, 440.0
@@ -184,14 +184,7 @@ def project_codes(loaded, prompt, frames, seed, sampling, *, chroma, prompt_code
     )
 
 
-@pytest.mark.parametrize(
-    "sampling",
-    [
-        SamplingParams(),
-        SamplingParams(top_k=0, top_p=0.8, temperature=0.8),
-        SamplingParams(top_k=20, guidance_scale=1.0),
-    ],
-)
+@pytest.mark.parametrize("sampling", SAMPLINGS)
 @pytest.mark.parametrize("melody", ["short", "long", "none"])
 def test_one_row_matches_generate_token_for_token(tiny_melody_model_fp32, sampling, melody):
     """fp32, one row: the same tokens as transformers' generate with the same seed, with a
