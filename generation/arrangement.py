@@ -184,7 +184,8 @@ def plan_grid(params: GenerationParameters, upload: TrackAnalysis | None = None)
     """The grid for ``params``, following ``upload`` where it has what the request lacks.
 
     Raises ``ValueError`` when the tempo comes from the upload and makes the requested
-    bars longer than the longest stem this service generates.
+    bars longer than the longest stem this service generates, or when bars are asked for
+    and the upload's tempo could not be detected.
     """
     notes: list[str] = []
     bpm, source = params.target_bpm, "request"
@@ -192,6 +193,13 @@ def plan_grid(params: GenerationParameters, upload: TrackAnalysis | None = None)
         bpm, source = upload.bpm, "upload"
     key = upload.key if upload is not None else None
     if bpm is None:
+        if params.bars is not None:
+            raise ValueError(
+                "parameters.bars needs a tempo and none was detected in the uploaded track: "
+                "give parameters.target_bpm"
+            )
+        if upload is not None:
+            notes.append("no tempo detected in the upload: the stems are not tempo-locked")
         if params.loop:
             notes.append("loop needs a tempo: the stems are not looped")
         return GridPlan(

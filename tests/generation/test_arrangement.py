@@ -92,10 +92,16 @@ def test_a_requested_tempo_wins_over_the_upload_but_the_key_is_kept():
     assert (plan.target_bpm, plan.tempo_source, plan.key) == (120, "request", "A minor")
 
 
-def test_an_upload_without_a_beat_leaves_the_stems_unlocked():
+def test_an_upload_without_a_beat_leaves_the_stems_unlocked_and_says_so():
     plan = plan_grid(params(duration_seconds=5), upload(bpm=None, downbeat=None))
     assert not plan.tempo_locked
     assert plan.key == "A minor"
+    assert plan.notes == ("no tempo detected in the upload: the stems are not tempo-locked",)
+
+
+def test_bars_with_an_upload_whose_tempo_is_unknown_are_refused():
+    with pytest.raises(ValueError, match="none was detected in the uploaded track"):
+        plan_grid(params(bars=4), upload(bpm=None, downbeat=None))
 
 
 def test_bars_too_long_at_the_uploads_tempo_are_refused():

@@ -197,3 +197,12 @@ def test_a_mix_that_cannot_be_made_is_a_warning_not_a_lost_manifest(upload):
     assert manifest["mix"] is None
     assert manifest["warnings"][-1].startswith("mix not written: storage download failed")
     assert len(manifest["stems"]) == 2
+
+
+def test_bars_following_an_upload_without_a_beat_are_refused(service_env):
+    silence = encode_audio(np.zeros((1, SR * 3), np.float32), SR, OutputFormat.WAV)
+    runtime.blob_store().upload_bytes(f"uploads/{TRACK_ID}", silence, "audio/wav")
+    result = activities.analyze_upload({"request": request(parameters={"bars": 4})})
+    assert result["ok"] is False and "none was detected in the uploaded track" in result["error"]
+    unlocked = activities.analyze_upload({"request": request(parameters={"duration_seconds": 2})})
+    assert unlocked["ok"] is True and unlocked["analysis"]["bpm"] is None
