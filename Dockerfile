@@ -34,6 +34,13 @@ ENV MODEL_CACHE_DIR=/models \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
+# A C++ compiler: the CPU decoding path builds its small AVX-512 attention kernel on first
+# use (generation/attention_kernel.py; without a compiler it falls back, slower).
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends g++; \
+    rm -rf /var/lib/apt/lists/*
+
 # torch first and on its own. The CPU build comes from the PyTorch CPU index, so the image
 # skips the multi-GB CUDA libraries. The GPU build is the default PyPI wheel: on Linux
 # x86_64 it is CUDA-enabled and brings its CUDA libraries as nvidia-* wheels, so the host

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generation import attention_kernel
+
 
 class WeightFormat(StrEnum):
     """How the decoder's linear layers keep their weights."""
@@ -214,9 +216,15 @@ class FastDecoder(nn.Module):
             self.dtype = torch.bfloat16
         else:
             self.dtype = torch.float32
-        # The KV cache follows the activations: measured on this CPU, a bf16 cache with
-        # bf16 attention maths was slower than fp32 (and used far more memory).
-        self.kv_dtype = self.dtype
+        # The KV cache follows the activations (PyTorch's bf16/fp16 attention on CPU is
+        # slower than fp32), except on the default CPU path (int8 weights): there an fp16
+        # cache read by the project's AVX-512 kernel halves the bytes each step reads.
+        self._kernel = (
+            attention_kernel.load()
+            if weights is WeightFormat.INT8 and self.device.type == "cpu"
+            else None
+        )
+        self.kv_dtype = torch.float16 if self._kernel is not None else self.dtype
         self.num_codebooks = int(config.num_codebooks)
         self.num_heads = int(config.num_attention_heads)
         self.hidden = int(config.hidden_size)
@@ -263,6 +271,7 @@ class FastDecoder(nn.Module):
         self._offset = 0
         self._pads: torch.Tensor | None = None
         self._key_mask: torch.Tensor | None = None
+        self._key_mask_rows: torch.Tensor | None = None  # [B, slots] fp32, for the kernel
 
     def project_text(self, text_states: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """Text-encoder states ``[B, L, d_text]`` -> decoder space ``[B, L, D]``, masked."""
@@ -298,6 +307,7 @@ class FastDecoder(nn.Module):
         states = encoder_states.to(self.dtype)
         self._cross = []
         self._offset, self._pads, self._key_mask = 0, None, None
+        self._key_mask_rows = None
         slots = max_len
         if self.prefix_conditioning:
             slots += length
@@ -345,6 +355,7 @@ class FastDecoder(nn.Module):
             self._key_mask = mask.masked_fill(
                 blocked[:, None, None, :], torch.finfo(mask.dtype).min
             )
+            self._key_mask_rows = self._key_mask[:, 0, 0, :].float().contiguous()
         # Padding slots hold zeros at position 0: finite, and no real slot attends to them.
         x = torch.where(keep[..., None], states, torch.zeros_like(states))
         x = x + self.positions[(slot[None, :] - pads[:, None]).clamp(min=0)]
@@ -353,6 +364,7 @@ class FastDecoder(nn.Module):
     def release(self) -> None:
         """Free the batch's caches (hundreds of MB for long batches) until the next start."""
         self._cache_k = self._cache_v = self._cross_mask = self._key_mask = self._pads = None
+        self._key_mask_rows = None
         self._cross = []
 
     def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
@@ -388,12 +400,23 @@ class FastDecoder(nn.Module):
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, n, Dh]
             self._cache_k[index, :, :, :, slot:end] = k.transpose(-1, -2)
             self._cache_v[index, :, :, slot:end] = v
-            attn = _attend(
-                q.to(self.kv_dtype),
-                self._cache_k[index, :, :, :, :end],
-                self._cache_v[index, :, :, :end],
-                mask,
-            ).to(x.dtype)
+            if self._kernel is not None and n == 1:
+                attn = attention_kernel.attend(
+                    self._kernel,
+                    q[:, :, 0].float().contiguous(),
+                    self._cache_k[index],
+                    self._cache_v[index],
+                    mask=self._key_mask_rows,
+                    length=end,
+                    scale=self.head_dim**-0.5,
+                ).unsqueeze(2)  # [B, H, 1, Dh]
+            else:
+                attn = _attend(
+                    q.to(self.dtype),
+                    self._cache_k[index, :, :, :, :end].to(self.dtype),
+                    self._cache_v[index, :, :, :end].to(self.dtype),
+                    mask,
+                ).to(x.dtype)
             x = x + layer.out.forward(attn.transpose(1, 2).reshape(batch, n, self.hidden))
             if layer.cross_q is not None:
                 assert layer.ln2 is not None and layer.cross_out is not None
