@@ -294,6 +294,7 @@ def lock_to_grid(audio: np.ndarray, sr: int, plan: GridPlan) -> LockedStem:
     try:
         estimate = musical.estimate_tempo(audio, sr, beats_per_bar=plan.beats_per_bar)
         detected = estimate.bpm
+        downbeat = estimate.first_downbeat_s  # refined again after the stretch, below
         corrected = _nearest_octave(estimate.bpm, target)
         if abs(corrected / target - 1.0) <= MAX_TEMPO_CORRECTION:
             source = corrected
@@ -320,6 +321,7 @@ def lock_to_grid(audio: np.ndarray, sr: int, plan: GridPlan) -> LockedStem:
         source_bpm=source,
         downbeat_s=downbeat,
         align_to_s=plan.align_to_s + preroll / sr,
+        refine_downbeat=detected is not None,
     )
     out = conformed[:, preroll : preroll + length]
     if plan.loop:

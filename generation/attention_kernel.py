@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "attend_f16.cpp"
 DISABLE_ENV = "FAST_ATTENTION_KERNEL"  # "0" turns the kernel off
+_NO_MASK = torch.empty(0)  # the kernel's "no mask", made once: it is called every layer
 
 
 def cpu_supports_kernel() -> bool:
@@ -89,5 +90,4 @@ def attend(
     """softmax(q k^T * scale + mask) v for one query per head: ``q`` ``[B, H, D]`` fp32,
     ``k_t`` ``[B, H, D, S]`` and ``v`` ``[B, H, S, D]`` fp16 (first ``length`` slots
     used), ``mask`` ``[B, S]`` fp32 additive or None. Returns ``[B, H, D]`` fp32."""
-    empty = torch.empty(0)
-    return kernel.attend(q, k_t, v, empty if mask is None else mask, length, scale)
+    return kernel.attend(q, k_t, v, _NO_MASK if mask is None else mask, length, scale)

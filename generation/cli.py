@@ -31,14 +31,15 @@ from tqdm import tqdm
 from transformers.utils import logging as transformers_logging
 
 from generation.arrangement import analyze_track, plan_grid
-from generation.audio import ENCODINGS, write_audio
+from generation.audio import ENCODINGS, decode_audio, write_audio
 from generation.errors import GenerationError, InvalidRequestError, SettingsError
 from generation.model_loader import model_holder
+from generation.musical import conform, mix
 from generation.musicgen import MelodyCondition
 from generation.prompts import known_stems
 from generation.request import OutputFormat, parse_request, parse_time_signature
 from generation.settings import load_generation_settings
-from generation.stems import build_manifest, mix_record, mix_stems, render_stems, stem_record
+from generation.stems import build_manifest, mix_record, render_stems, stem_record
 
 logger = logging.getLogger("generation")
 
@@ -119,16 +120,16 @@ def _time_signature(text: str) -> tuple[int, int]:
 def _read_audio(path: Path) -> tuple[np.ndarray, int]:
     """``path`` as float32 ``[channels, samples]`` and its rate; one clear error if not."""
     try:
-        frames, sample_rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, OSError, RuntimeError) as error:
-        reason = getattr(error, "error_string", None) or error
-        raise InvalidRequestError(f"cannot read {path}: {reason}") from None
-    return np.ascontiguousarray(frames.T), int(sample_rate)
+        data = path.read_bytes()
+    except OSError as error:
+        raise InvalidRequestError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        return decode_audio(data, what=str(path))
+    except ValueError as error:
+        raise InvalidRequestError(str(error)) from None
 
 
 def _conform(args: argparse.Namespace) -> int:
-    from generation.musical import conform  # noqa: PLC0415 - librosa is slow to import
-
     beats_per_bar, unit = _time_signature(args.time_signature)
     if not args.bpm > 0 or args.bars < 1:
         raise InvalidRequestError("--bpm must be > 0 and --bars >= 1")
@@ -223,7 +224,7 @@ def _generate(args: argparse.Namespace) -> int:
         name = f"{item.stem.value}.{encoding.extension}"
         write_audio(args.out / name, item.audio, item.sample_rate, fmt)
         records.append(stem_record(item, name, loaded.model_id, fmt.value))
-    mixed = mix_stems([item.audio for item in rendered], loaded.sample_rate)
+    mixed = mix([item.audio for item in rendered], loaded.sample_rate)
     mix_name = f"mix.{encoding.extension}"
     write_audio(args.out / mix_name, mixed, loaded.sample_rate, fmt)
     stem_names = [item.stem.value for item in rendered]

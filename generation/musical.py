@@ -224,10 +224,14 @@ def conform(
     source_bpm: float | None = None,
     downbeat_s: float | None = None,
     align_to_s: float = 0.0,
+    refine_downbeat: bool | None = None,
 ) -> np.ndarray:
     """``audio`` (``[channels, samples]`` at ``sr``) locked to ``target_bpm`` and cut to bars.
 
     ``source_bpm`` and ``downbeat_s`` (seconds into ``audio``) are estimated when not given.
+    An estimated downbeat is found again in the stretched audio (``refine_downbeat``,
+    default: when ``downbeat_s`` is not given); pass an estimate you already made with
+    ``refine_downbeat=True`` to get the same result without beat-tracking twice.
     The first downbeat lands ``align_to_s`` seconds into the result, which is exactly
     ``bar_length_samples(target_bpm, bars, beats_per_bar, sr)`` samples long, float32,
     same channel count. Raises ``ValueError`` on non-positive tempo, bars or beats.
@@ -239,7 +243,7 @@ def conform(
     if align_to_s < 0:
         raise ValueError("align_to_s must be >= 0 seconds")
     source = _as_2d(audio)
-    refine = downbeat_s is None
+    refine = downbeat_s is None if refine_downbeat is None else refine_downbeat
     if source_bpm is None or downbeat_s is None:
         estimate = estimate_tempo(source, sr, beats_per_bar=beats_per_bar)
         source_bpm = estimate.bpm if source_bpm is None else source_bpm

@@ -2,8 +2,8 @@
 stem put on the request's grid and gain-staged (``generation.arrangement``).
 
 This is the one place the CLI and the service's ``generate_stem`` activity share: both call
-``render_stems`` and only differ in where the audio goes. ``mix_stems`` makes the preview mix
-of finished stems (the CLI and the service's ``finalize_generation``).
+``render_stems`` and only differ in where the audio goes. The preview mix of finished stems
+is ``generation.musical.mix``; ``mix_record`` describes it in the manifest.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from generation import musical
 from generation.arrangement import GridPlan, TrackAnalysis, finish_stem, measure, plan_grid
 from generation.model_loader import LoadedModel
 from generation.musicgen import (
@@ -220,12 +219,6 @@ class MixRecord:
     loudness_lufs: float | None
     true_peak_dbtp: float | None
     format: str
-
-
-def mix_stems(stems: Sequence[np.ndarray], sr: int) -> np.ndarray:
-    """The preview mix of finished stems (``[channels, samples]`` each, one length): their
-    sum, true-peak limited to -1 dBTP. Stems keep the balance gain staging gave them."""
-    return musical.mix(stems, sr)
 
 
 def mix_record(audio: np.ndarray, sr: int, file: str, stems: Sequence[str], fmt: str) -> MixRecord:

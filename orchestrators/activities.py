@@ -14,20 +14,15 @@ from typing import Any
 import azure.durable_functions as df
 import numpy as np
 
-from generation.arrangement import TrackAnalysis, analyze_track, plan_grid
+from generation import musical
+from generation.arrangement import GridPlan, TrackAnalysis, analyze_track, plan_grid
 from generation.audio import ENCODINGS, decode_audio, encode_audio
 from generation.callback import send_callback as post_callback
 from generation.errors import BlobNotFoundError, UploadError
 from generation.musicgen import MelodyCondition
 from generation.prompts import parse_stem
 from generation.request import GenerationRequest
-from generation.stems import (
-    build_manifest,
-    mix_record,
-    mix_stems,
-    musical_summary,
-    render_stems,
-)
+from generation.stems import build_manifest, mix_record, musical_summary, render_stems
 from generation.storage import (
     manifest_blob_name,
     mix_blob_name,
@@ -44,6 +39,16 @@ bp = df.Blueprint()
 
 def _request(data: dict[str, Any]) -> GenerationRequest:
     return GenerationRequest.model_validate(data)
+
+
+def _upload_and_plan(
+    request: GenerationRequest, payload: dict[str, Any]
+) -> tuple[TrackAnalysis | None, GridPlan]:
+    """The upload's analysis the orchestrator passed on (None: no upload) and the grid it
+    gives the request: the same plan in every activity of the request."""
+    data = payload.get("upload")
+    upload = TrackAnalysis.from_dict(data) if data else None
+    return upload, plan_grid(request.parameters, upload)
 
 
 def read_upload(request: GenerationRequest) -> tuple[np.ndarray, int]:
@@ -75,7 +80,7 @@ def read_upload(request: GenerationRequest) -> tuple[np.ndarray, int]:
 def analyze_upload(payload: dict[str, Any]) -> dict[str, Any]:
     """Analyse the request's uploaded track: tempo, first downbeat, key.
 
-    Input: ``{"request": <request dict>}``. Output: ``{"ok": true, "blob_name", "analysis":
+    Input: ``{"request": <request dict>}``. Output: ``{"ok": true, "analysis":
     TrackAnalysis dict}``, or ``{"ok": false, "error": str}`` when the upload cannot be
     used (missing, too large, not audio, or its tempo makes the requested bars too long):
     a caller problem that retrying cannot fix, so it is returned, not raised. Transient
@@ -115,9 +120,7 @@ def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
     """
     request = _request(payload["request"])
     stem = parse_stem(payload["stem"])
-    upload_data = payload.get("upload")
-    upload = TrackAnalysis.from_dict(upload_data) if upload_data else None
-    plan = plan_grid(request.parameters, upload)
+    upload, plan = _upload_and_plan(request, payload)
     settings = runtime.settings()
     loaded = runtime.model().get()  # loaded once per worker; waits if still loading
     melody = None
@@ -174,7 +177,7 @@ def _write_mix(request: GenerationRequest, stems: list[dict[str, Any]]) -> dict[
         fitted = np.zeros((audio.shape[0], length), dtype=np.float32)
         fitted[:, : min(length, audio.shape[1])] = audio[:, :length]
         arrays.append(fitted)
-    mixed = mix_stems(arrays, sample_rate)
+    mixed = musical.mix(arrays, sample_rate)
     encoding = ENCODINGS[request.output_format]
     name = mix_blob_name(request.generation_request_id, encoding.extension)
     data = encode_audio(mixed, sample_rate, request.output_format)
@@ -197,9 +200,7 @@ def finalize_generation(payload: dict[str, Any]) -> dict[str, Any]:
     """
     request = _request(payload["request"])
     stems = payload["stems"]
-    upload_data = payload.get("upload")
-    upload = TrackAnalysis.from_dict(upload_data) if upload_data else None
-    plan = plan_grid(request.parameters, upload)
+    upload, plan = _upload_and_plan(request, payload)
     warnings = list(payload.get("warnings", []))
     warnings += [f"{s['stem']}: {w}" for s in stems for w in s.get("warnings", [])]
     mix: dict[str, Any] | None = None

@@ -133,44 +133,19 @@ def orchestrate(context: df.DurableOrchestrationContext) -> OrchestrationGenerat
     except Exception as error:  # noqa: BLE001 - the SDK raises a bare Exception for a failed task
         manifest_error = _one_line(error)
 
-    error_summary = _summary(stems, failed_stems, manifest_error)
-    payload = {
-        "generation_request_id": request["generation_request_id"],
-        "status": "failed" if error_summary else "completed",
-        "seed": request.get("seed"),
-        "model_id": succeeded[0]["model_id"] if succeeded else None,
-        "musical": musical,
-        "stems": [{key: result.get(key) for key in CALLBACK_STEM_FIELDS} for result in succeeded],
-        "mix_url": mix_url,
-        "failed_stems": failed_stems,
-        "warnings": warnings,
-        "error": error_summary,
-        "manifest_url": manifest_url,
-        "timings": {
-            "started_at": started_at,
-            "finished_at": context.current_utc_datetime.isoformat(),
-            "stems": {result["stem"]: result["generation_seconds"] for result in succeeded},
-        },
-    }
-    callback = yield from _notify(context, request, payload, progress)
-    context.set_custom_status(
-        {
-            **_status("done", progress),
-            "failed_stems": failed_stems,
-            "manifest_url": manifest_url,
-            "mix_url": mix_url,
-            "musical": musical,
-            "warnings": warnings,
-            "callback": callback,
-            "error": error_summary,
-        }
+    callback = yield from _deliver(
+        context,
+        request,
+        progress,
+        started_at=started_at,
+        succeeded=succeeded,
+        failed_stems=failed_stems,
+        error_summary=_summary(stems, failed_stems, manifest_error),
+        musical=musical,
+        mix_url=mix_url,
+        manifest_url=manifest_url,
+        warnings=warnings,
     )
-    if error_summary:
-        if not context.is_replaying:
-            logger.error(
-                "generation %s failed: %s", request["generation_request_id"], error_summary
-            )
-        raise StemGenerationFailed(error_summary)
     return {
         "generation_request_id": request["generation_request_id"],
         "status": "completed",
@@ -266,6 +241,63 @@ def _notify(
     return callback
 
 
+def _deliver(
+    context: df.DurableOrchestrationContext,
+    request: dict[str, Any],
+    progress: dict[str, str],
+    *,
+    started_at: str,
+    succeeded: list[dict[str, Any]],
+    failed_stems: list[dict[str, str]],
+    error_summary: str | None,
+    musical: dict[str, Any] | None,
+    mix_url: str | None,
+    manifest_url: str | None,
+    warnings: list[str],
+) -> Generator[TaskBase, Any, dict[str, Any]]:
+    """Call back with the outcome, then set the final custom status; raises
+    ``StemGenerationFailed`` when ``error_summary`` says something went wrong. Returns the
+    callback's outcome."""
+    payload = {
+        "generation_request_id": request["generation_request_id"],
+        "status": "failed" if error_summary else "completed",
+        "seed": request.get("seed"),
+        "model_id": succeeded[0]["model_id"] if succeeded else None,
+        "musical": musical,
+        "stems": [{key: result.get(key) for key in CALLBACK_STEM_FIELDS} for result in succeeded],
+        "mix_url": mix_url,
+        "failed_stems": failed_stems,
+        "warnings": warnings,
+        "error": error_summary,
+        "manifest_url": manifest_url,
+        "timings": {
+            "started_at": started_at,
+            "finished_at": context.current_utc_datetime.isoformat(),
+            "stems": {result["stem"]: result["generation_seconds"] for result in succeeded},
+        },
+    }
+    callback = yield from _notify(context, request, payload, progress)
+    context.set_custom_status(
+        {
+            **_status("done", progress),
+            "failed_stems": failed_stems,
+            "manifest_url": manifest_url,
+            "mix_url": mix_url,
+            "musical": musical,
+            "warnings": warnings,
+            "callback": callback,
+            "error": error_summary,
+        }
+    )
+    if error_summary:
+        if not context.is_replaying:
+            logger.error(
+                "generation %s failed: %s", request["generation_request_id"], error_summary
+            )
+        raise StemGenerationFailed(error_summary)
+    return callback
+
+
 def _refuse(
     context: df.DurableOrchestrationContext,
     request: dict[str, Any],
@@ -274,43 +306,23 @@ def _refuse(
     upload_error: str,
 ) -> OrchestrationGenerator:
     """End a request whose upload it needs cannot be used: no stem is generated; the
-    caller hears why (callback, status) and the orchestration fails with that reason."""
-    progress = {stem: "skipped" for stem in stems}
-    error_summary = f"the uploaded track cannot be used: {upload_error}"
-    payload = {
-        "generation_request_id": request["generation_request_id"],
-        "status": "failed",
-        "seed": request.get("seed"),
-        "model_id": None,
-        "musical": None,
-        "stems": [],
-        "mix_url": None,
-        "failed_stems": [],
-        "warnings": [],
-        "error": error_summary,
-        "manifest_url": None,
-        "timings": {
-            "started_at": started_at,
-            "finished_at": context.current_utc_datetime.isoformat(),
-            "stems": {},
-        },
-    }
-    callback = yield from _notify(context, request, payload, progress)
-    context.set_custom_status(
-        {
-            **_status("done", progress),
-            "failed_stems": [],
-            "manifest_url": None,
-            "mix_url": None,
-            "musical": None,
-            "warnings": [],
-            "callback": callback,
-            "error": error_summary,
-        }
+    caller hears why (callback, status) and the orchestration fails with that reason
+    (``_deliver`` raises ``StemGenerationFailed``)."""
+    return (
+        yield from _deliver(
+            context,
+            request,
+            {stem: "skipped" for stem in stems},
+            started_at=started_at,
+            succeeded=[],
+            failed_stems=[],
+            error_summary=f"the uploaded track cannot be used: {upload_error}",
+            musical=None,
+            mix_url=None,
+            manifest_url=None,
+            warnings=[],
+        )
     )
-    if not context.is_replaying:
-        logger.error("generation %s failed: %s", request["generation_request_id"], error_summary)
-    raise StemGenerationFailed(error_summary)
 
 
 @bp.orchestration_trigger(context_name="context")
