@@ -20,6 +20,7 @@ from orchestrators.settings import ServiceSettings, service_settings
 logger = logging.getLogger(__name__)
 
 BATCH_CONTAINER = "generation-batches"
+BATCH_REPORTS_CONTAINER = "generation-batch-reports"
 _container_ready = threading.Event()
 
 
@@ -103,6 +104,15 @@ def batch_store() -> BlobStore:
     )
 
 
+@functools.cache
+def batch_report_store() -> BlobStore:
+    """Where batch reports go: their own container in the batch files' account (created on
+    first use), so a report never lands among the batch files."""
+    store = batch_store().for_container(BATCH_REPORTS_CONTAINER)
+    store.ensure_container()
+    return store
+
+
 def check_configuration() -> None:
     """Read the settings and build the stores now, so a missing or bad setting fails the
     worker at start with a message naming the key (no network is used)."""
@@ -124,6 +134,7 @@ def reset_for_tests() -> None:
     service_settings.cache_clear()
     _store.cache_clear()
     batch_store.cache_clear()
+    batch_report_store.cache_clear()
     batcher.cache_clear()
     _container_ready.clear()
 
