@@ -124,17 +124,19 @@ def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
     if upload is not None and loaded.supports_melody:
         audio, sample_rate = read_upload(request)
         melody = MelodyCondition(audio, sample_rate)
-    # Stems of concurrent requests share one batched generation (runtime.batcher).
-    [rendered] = render_stems(
-        loaded,
-        request,
-        settings,
-        stems=[stem],
-        plan=plan,
-        melody=melody,
-        generate=runtime.batcher().generate,
-    )
-    record = write_stem(_sink(request), rendered, request)
+    # Stems of concurrent requests share one batched generation (runtime.batcher); the
+    # lease holds the stem's share of the worker's memory budget until it is written.
+    with runtime.batcher().lease() as generate:
+        [rendered] = render_stems(
+            loaded,
+            request,
+            settings,
+            stems=[stem],
+            plan=plan,
+            melody=melody,
+            generate=generate,
+        )
+        record = write_stem(_sink(request), rendered, request)
     return {**record.to_dict(), "musical": musical_summary(plan, upload)}
 
 

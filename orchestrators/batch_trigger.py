@@ -20,6 +20,7 @@ import azure.functions as func
 
 from generation.errors import InvalidRequestError
 from generation.request import parse_request
+from generation.stems.admission import check_fits
 from orchestrators import runtime
 from orchestrators.body import MAX_BODY_BYTES, MAX_JSON_DEPTH, decode_json, json_depth
 from orchestrators.starter import DurableClient, start_once
@@ -122,6 +123,7 @@ async def _start_one(position: int, item: Any, client: DurableClient) -> dict[st
         return {**entry, "outcome": "invalid", "errors": item.errors}
     try:
         request = parse_request(item).with_seed()
+        check_fits(request, runtime.generation_settings())  # the worker's memory budget
     except InvalidRequestError as error:
         return {**entry, "outcome": "invalid", "errors": error.errors}
     instance_id = request.generation_request_id

@@ -26,6 +26,7 @@ import torch
 from generation.engines.musicgen.loader import ModelState
 from generation.errors import InvalidRequestError
 from generation.request import check_id, parse_request
+from generation.stems.admission import check_fits
 from orchestrators import runtime
 from orchestrators.body import MAX_BODY_BYTES, decode_json
 from orchestrators.starter import DurableClient, read_runtime_status, start_once
@@ -87,6 +88,7 @@ async def handle_generate(req: func.HttpRequest, client: DurableClient) -> func.
     """
     try:
         request = parse_request(decode_json_body(req)).with_seed()
+        check_fits(request, runtime.generation_settings())  # the worker's memory budget
     except InvalidRequestError as error:
         return _bad_request(error.errors)
     instance_id = request.generation_request_id

@@ -15,6 +15,7 @@ from generation.adapters.storage import BlobStore
 from generation.engines.musicgen.batcher import BatchPolicy, ClipBatcher
 from generation.engines.musicgen.loader import ModelHolder, model_holder
 from generation.errors import SettingsError
+from generation.settings import GenerationSettings, load_generation_settings
 from orchestrators.settings import ServiceSettings, service_settings
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,13 @@ _container_ready = threading.Event()
 def settings() -> ServiceSettings:
     """The service settings (read once per process; fails naming a bad key)."""
     return service_settings()
+
+
+@functools.cache
+def generation_settings() -> GenerationSettings:
+    """The generation settings alone, read once per process: what the edge's admission
+    control reads (it needs no storage settings)."""
+    return load_generation_settings()
 
 
 def model() -> ModelHolder:
@@ -41,6 +49,7 @@ def batcher() -> ClipBatcher:
         window_s=s.batch_window_ms / 1000,
         max_clips=s.max_batch_size,
         kv_budget_bytes=s.batch_kv_budget_mb << 20,
+        memory_budget_bytes=s.worker_memory_budget_mb << 20,
     )
     holder = model()
     return ClipBatcher(
@@ -122,6 +131,7 @@ def start_model_warmup() -> None:
 def reset_for_tests() -> None:
     """Forget cached settings and store (tests change the environment between cases)."""
     service_settings.cache_clear()
+    generation_settings.cache_clear()
     _store.cache_clear()
     batch_store.cache_clear()
     batcher.cache_clear()
