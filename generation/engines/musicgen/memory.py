@@ -5,7 +5,8 @@ puts them into one batch), so what a request needs beyond the loaded model is
 
     need = decode_peak_mb                          one EnCodec decode at a time
          + attention cache of its batch            min(sum per stem, the batch KV budget)
-         + stems * clip_mb_per_s * generation_s    each stem's audio and post-processing
+         + stems * (clip_fixed_mb                  each stem's audio and post-processing
+                    + clip_mb_per_s * generation_s)
 
 ``generation_s`` is what the model generates per stem (with a tempo lock, 12 % and a bar or
 two more than the output). The constants are measured on the exact musicgen-small
@@ -30,6 +31,7 @@ class MemoryProfile:
 
     name: str
     decode_peak_mb: float  # one chunked EnCodec decode, whatever the clip's length
+    clip_fixed_mb: float  # per stem: finishing and encoding, whatever its length
     clip_mb_per_s: float  # per stem and generated second: raw clip, finishing, encoding
     kv_bytes_per_position: int  # attention cache per decoder position and batch row, bytes
     sample_rate: int = 32_000
@@ -37,18 +39,22 @@ class MemoryProfile:
     num_codebooks: int = 4
 
 
-# musicgen-small (24 decoder layers, hidden 1024; EnCodec 32 kHz, 64 filters).
-# decode_peak_mb: RSS peak of decode_frames over the process before it, 500-frame chunks
-# with 110 frames of context (12.2 s of audio per decoder call), measured at 340 s.
-# clip_mb_per_s: RSS peak of finishing a 340 s tempo-locked stem (beat tracking, Rubber Band
-# stretch, loudness, 4x true-peak limiter) and encoding it, less the same at 60 s, per
-# second; the raw float32 clip (0.125 MB/s) included.
+# musicgen-small (24 decoder layers, hidden 1024; EnCodec 32 kHz, 64 filters), measured with
+# ``python benchmarks/bench_memory.py --components`` (RSS peaks over the process before):
+# decode_peak_mb: one chunked decode (500-frame chunks, 110 frames of context: 12.2 s of
+#   audio per decoder call) peaked 740 MB at 40 s; it does not grow with the clip beyond
+#   its float32 output (0.125 MB/s).
+# clip_fixed_mb, clip_mb_per_s: finishing a tempo-locked stem (beat tracking, Rubber Band
+#   stretch, loudness, 4x-oversampled true-peak limiter) and encoding it to WAV, raw clip
+#   included, peaked 414 MB at 58 s generated and 1,388 MB at 338 s: 3.48 MB per second
+#   and 211 MB besides, rounded up.
 # kv_bytes_per_position: 24 layers * K and V * 1024 * 4 bytes (float32, the largest cache
-# any precision setting uses; the int8 path's fp16 cache needs half).
+#   any precision setting uses; the int8 path's fp16 cache needs half).
 MUSICGEN_SMALL = MemoryProfile(
     name="musicgen-small",
-    decode_peak_mb=520.0,
-    clip_mb_per_s=3.2,
+    decode_peak_mb=750.0,
+    clip_fixed_mb=215.0,
+    clip_mb_per_s=3.5,
     kv_bytes_per_position=24 * 2 * 1024 * 4,
 )
 
@@ -89,7 +95,7 @@ def clip_kv_bytes(
 
 def clip_work_bytes(profile: MemoryProfile, generation_s: float) -> int:
     """Memory one clip holds from its decode until its stem is written, bytes."""
-    return round(profile.clip_mb_per_s * generation_s * MB)
+    return round((profile.clip_fixed_mb + profile.clip_mb_per_s * generation_s) * MB)
 
 
 def request_memory_mb(

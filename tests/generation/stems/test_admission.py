@@ -52,10 +52,11 @@ def test_the_need_grows_with_stems_and_seconds():
     one = request_need_mb(request(1), settings)
     assert request_need_mb(request(2), settings) > one
     assert request_need_mb(request(1, duration_seconds=60), settings) > one
-    # Each stem adds its audio and post-processing: clip_mb_per_s per generated second.
+    # Each stem adds its audio and post-processing, and its attention cache.
     one, two = (request_need_mb(request(n, duration_seconds=60), settings) for n in (1, 2))
     kv = clip_kv_bytes(MUSICGEN_SMALL, 60, guided=True) / MB  # below the batch KV budget
-    assert two - one == pytest.approx(MUSICGEN_SMALL.clip_mb_per_s * 60 + kv, rel=1e-6)
+    clip = MUSICGEN_SMALL.clip_fixed_mb + MUSICGEN_SMALL.clip_mb_per_s * 60
+    assert two - one == pytest.approx(clip + kv, rel=1e-6)
 
 
 def test_the_attention_cache_counts_at_most_the_batch_budget_but_one_clip_at_least():

@@ -100,7 +100,9 @@ def test_a_model_that_cannot_load_fails_the_caller_with_its_error():
 
 # The worker memory budget, with a profile whose numbers are easy to read: 1 MB for the
 # decode, 10 MB per clip-second of audio and post-processing.
-TEST_PROFILE = MemoryProfile("test", decode_peak_mb=1, clip_mb_per_s=10, kv_bytes_per_position=0)
+TEST_PROFILE = MemoryProfile(
+    "test", decode_peak_mb=1, clip_fixed_mb=0, clip_mb_per_s=10, kv_bytes_per_position=0
+)
 
 
 def budget_for(loaded, clips, extra_mb=0.0) -> int:
