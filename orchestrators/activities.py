@@ -132,17 +132,19 @@ def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
         name = generation_blob_name(request.generation_request_id, EXCERPT_NAME)
         audio, sample_rate = decode_audio(_sink(request).read(name), what=name)
         melody = MelodyCondition(audio, sample_rate)
-    # Stems of concurrent requests share one batched generation (runtime.batcher).
-    [rendered] = render_stems(
-        loaded,
-        request,
-        settings,
-        stems=[stem],
-        plan=plan,
-        melody=melody,
-        generate=runtime.batcher().generate,
-    )
-    record = write_stem(_sink(request), rendered, request)
+    # Stems of concurrent requests share one batched generation (runtime.batcher); the
+    # lease holds the stem's share of the worker's memory budget until it is written.
+    with runtime.batcher().lease() as generate:
+        [rendered] = render_stems(
+            loaded,
+            request,
+            settings,
+            stems=[stem],
+            plan=plan,
+            melody=melody,
+            generate=generate,
+        )
+        record = write_stem(_sink(request), rendered, request)
     return {**record.to_dict(), "musical": musical_summary(plan, upload)}
 
 

@@ -6,11 +6,18 @@ from __future__ import annotations
 from generation.adapters.url_safety import check_callback_url_syntax
 from generation.errors import InvalidRequestError, UnsafeCallbackUrl
 from generation.request import GenerationRequest
+from generation.stems.admission import check_fits
 from orchestrators import runtime
 
 
 def refusal(request: GenerationRequest) -> InvalidRequestError | None:
-    """Why ``request`` may not start (an error with a field-error list), or None."""
+    """Why ``request`` may not start (an error with a field-error list), or None: it does
+    not fit the worker's memory budget (``generation.stems.admission``), or its callback
+    URL is refused."""
+    try:
+        check_fits(request, runtime.settings())
+    except InvalidRequestError as error:
+        return error
     return callback_error(request)
 
 

@@ -42,6 +42,7 @@ def batcher() -> ClipBatcher:
         window_s=s.batch_window_ms / 1000,
         max_clips=s.max_batch_size,
         kv_budget_bytes=s.batch_kv_budget_mb << 20,
+        memory_budget_bytes=s.worker_memory_budget_mb << 20,
     )
     holder = model()
     return ClipBatcher(
