@@ -19,6 +19,7 @@ it fits beside the clips still held; a clip that could never fit fails with
 
 from __future__ import annotations
 
+import functools
 import contextlib
 import logging
 import queue
@@ -202,7 +203,7 @@ class ClipBatcher:
                 )
                 continue
             with self._budget.changed:
-                self._budget.changed.wait_for(lambda item=item: self._fits([item]))
+                self._budget.changed.wait_for(functools.partial(self._fits, [item]))
             return item
 
     def _gather(self) -> list[_Pending]:
