@@ -19,8 +19,8 @@ it fits beside the clips still held; a clip that could never fit fails with
 
 from __future__ import annotations
 
-import functools
 import contextlib
+import functools
 import logging
 import queue
 import threading
