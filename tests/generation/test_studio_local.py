@@ -1,0 +1,185 @@
+"""``python -m generation studio OUT_DIR``: the page over a folder, read-only, on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from selenium.webdriver.common.by import By
+
+from generation.audio import write_audio
+from generation.request import OutputFormat, parse_request
+from generation.stems import MixRecord, StemRecord, build_manifest
+from generation.studio import site
+from generation.studio.local import DEFAULT_HOST, FolderError, make_server, url_of
+from tests.browser import chromium, console_errors, screenshot, wait_for
+
+SR = 32000
+
+
+def write_set(folder: Path, stems: tuple[str, ...] = ("guitar", "bass")) -> dict[str, Any]:
+    """A folder as ``python -m generation generate`` writes it: one WAV per stem, the mix,
+    ``manifest.json``. The audio is a tone per stem (the page does not care who made it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    request = parse_request(
+        {
+            "generation_request_id": "cli-0123456789ab",
+            "target_stems": list(stems),
+            "parameters": {"target_bpm": 120, "bars": 2},
+            "seed": 1,
+        }
+    )
+    t = np.arange(4 * SR) / SR
+    records, arrays = [], []
+    for index, stem in enumerate(stems):
+        audio = (0.2 * np.sin(2 * np.pi * 110 * (index + 1) * t))[np.newaxis, :].astype(np.float32)
+        write_audio(folder / f"{stem}.wav", audio, SR, OutputFormat.WAV)
+        arrays.append(audio)
+        records.append(
+            StemRecord(
+                stem, f"{stem}.wav", f"{stem} prompt", 1, 4.0, 4 * SR, SR, "tiny", 0.1, "wav"
+            )
+        )
+    mixed = np.sum(arrays, axis=0)
+    write_audio(folder / "mix.wav", mixed, SR, OutputFormat.WAV)
+    mix = MixRecord("mix.wav", list(stems), 4 * SR, SR, -14.0, -1.0, "wav")
+    manifest = build_manifest(request, records, model_id="tiny", mix=mix)
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+@pytest.fixture
+def studio(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    folder = tmp_path / "out"
+    write_set(folder)
+    server = make_server(folder, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield url_of(server), folder
+    server.shutdown()
+    server.server_close()
+
+
+def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_it_listens_on_loopback_by_default(tmp_path):
+    write_set(tmp_path)
+    server = make_server(tmp_path, port=0)
+    try:
+        assert server.server_address[0] == DEFAULT_HOST == "127.0.0.1"
+    finally:
+        server.server_close()
+
+
+def test_a_folder_without_a_manifest_is_refused(tmp_path):
+    with pytest.raises(FolderError, match="no readable manifest"):
+        make_server(tmp_path, port=0)
+    (tmp_path / "manifest.json").write_text('{"not": "a manifest"}')
+    with pytest.raises(FolderError, match="not a manifest"):
+        make_server(tmp_path, port=0)
+
+
+def test_the_same_page_is_served_with_the_same_policy(studio):
+    url, _ = studio
+    status, headers, body = fetch(url)
+    assert status == 200 and body == (site.STATIC_DIR / "index.html").read_bytes()
+    assert headers["Content-Security-Policy"] == site.CONTENT_SECURITY_POLICY
+    for name in ("studio.js", "studio.css"):
+        status, headers, body = fetch(f"{url}studio/{name}")
+        assert status == 200 and body == (site.STATIC_DIR / name).read_bytes()
+
+
+def test_the_config_says_read_only_and_names_the_folders_set(studio):
+    url, _ = studio
+    config = json.loads(fetch(f"{url}studio/config.json")[2])
+    assert config["mode"] == "local" and config["read_only"] is True
+    assert config["generation_request_id"] == "cli-0123456789ab"
+
+
+def test_the_status_is_the_apis_shape_for_a_completed_set(studio):
+    url, _ = studio
+    status = json.loads(fetch(f"{url}generate/cli-0123456789ab")[2])
+    assert status["status"] == "completed"
+    assert status["progress"] == {
+        "phase": "done",
+        "stems": {"guitar": "completed", "bass": "completed"},
+        "completed": 2,
+        "failed": 0,
+        "total": 2,
+    }
+    assert status["musical"]["target_bpm"] == 120.0 and status["musical"]["bars"] == 2
+    assert fetch(f"{url}generate/someone-else")[0] == 404
+
+
+def test_only_the_files_the_manifest_lists_are_served(studio):
+    url, folder = studio
+    for name in ("guitar.wav", "bass.wav", "mix.wav", "manifest.json"):
+        status, headers, body = fetch(f"{url}generate/cli-0123456789ab/files/{name}")
+        assert status == 200 and body == (folder / name).read_bytes()
+        assert headers["Content-Type"] == site.content_type_for(name)
+    (folder / "notes.wav").write_bytes(b"private")
+    assert fetch(f"{url}generate/cli-0123456789ab/files/notes.wav")[0] == 404
+    assert fetch(f"{url}generate/cli-0123456789ab/files/..%2fout%2fguitar.wav")[0] == 404
+
+
+def test_a_listed_file_that_leads_out_of_the_folder_is_not_served(studio, tmp_path):
+    url, folder = studio
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(b"outside")
+    (folder / "guitar.wav").unlink()
+    (folder / "guitar.wav").symlink_to(secret)
+    assert fetch(f"{url}generate/cli-0123456789ab/files/guitar.wav")[0] == 404
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_it_is_read_only(studio, method):
+    url, _ = studio
+    status, _, body = fetch(f"{url}generate", method)
+    assert status == 405 and b"read-only" in body
+    assert fetch(f"{url}uploads", method)[0] == 405
+
+
+def test_the_page_plays_a_folder_in_a_browser(studio, tmp_path):
+    url, folder = studio
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver = chromium(tmp_path / "profile", downloads)
+    try:
+        driver.get(url)
+        wait_for("the set", lambda: driver.find_element(By.ID, "hear-state").text == "Ready.")
+        assert not driver.find_element(By.ID, "ask").is_displayed()
+        assert not driver.find_element(By.ID, "key-form").is_displayed()
+        lanes = [
+            e.get_attribute("data-track") for e in driver.find_elements(By.CSS_SELECTOR, ".lane")
+        ]
+        assert lanes == ["guitar", "bass", "mix"]
+        driver.find_element(By.ID, "play").click()
+        transport = driver.find_element(By.ID, "transport")
+        wait_for("playback", lambda: transport.get_attribute("data-state") == "playing")
+        start = float(wait_for("the clock", lambda: transport.get_attribute("data-audio-clock")))
+        wait_for(
+            "the clock to advance",
+            lambda: float(transport.get_attribute("data-audio-clock")) > start + 0.3,
+            timeout_s=10,
+        )
+        driver.find_element(By.CSS_SELECTOR, "a.download[data-file='bass.wav']").click()
+        saved = downloads / "bass.wav"
+        wait_for("the download", lambda: saved.is_file() and not list(downloads.glob("*.crdown*")))
+        assert saved.read_bytes() == (folder / "bass.wav").read_bytes()
+        screenshot(driver, "5-local-folder")
+        assert console_errors(driver) == []
+    finally:
+        driver.quit()
