@@ -189,7 +189,8 @@ class FunctionHost:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/"
+        name = host.decode() if isinstance(host, bytes) else host
+        return f"http://{name}:{port}/"
 
     def start(self) -> FunctionHost:
         self._loop_thread.start()

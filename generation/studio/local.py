@@ -190,7 +190,8 @@ def make_server(out_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_POR
 def url_of(server: _Server) -> str:
     """The page's address for ``server``."""
     host, port = server.server_address[:2]
-    return f"http://{host}:{port}/"
+    name = host.decode() if isinstance(host, bytes) else host
+    return f"http://{name}:{port}/"
 
 
 def serve(out_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:

@@ -86,6 +86,12 @@
     return node;
   }
 
+  // Live regions re-announce a rewrite even of the same words: write only what changed.
+  function setText(node, value) {
+    const text = String(value);
+    if (node.textContent !== text) node.textContent = text;
+  }
+
   function store(name, value) {
     try {
       if (value === null) localStorage.removeItem(name);
@@ -533,7 +539,7 @@
     try {
       response = await api(`generate/${encodeURIComponent(id)}`);
     } catch (error) {
-      $('phase').textContent = 'The service does not answer; trying again…';
+      setText($('phase'), 'The service does not answer; trying again…');
       schedule(POLL_SLOW_MS);
       return;
     }
@@ -541,16 +547,16 @@
     const data = await readJson(response);
     const problem = keyProblem(response.status);
     if (problem) {
-      $('phase').textContent = problem;
+      setText($('phase'), problem);
       return;
     }
     if (response.status === 404) {
-      $('phase').textContent = 'The service knows no request with this id (yet).';
+      setText($('phase'), 'The service knows no request with this id (yet).');
       schedule(POLL_SLOW_MS);
       return;
     }
     if (!response.ok || !data) {
-      $('phase').textContent = (data && data.error) || `The service answered ${response.status}; trying again…`;
+      setText($('phase'), (data && data.error) || `The service answered ${response.status}; trying again…`);
       schedule(POLL_SLOW_MS);
       return;
     }
@@ -568,7 +574,7 @@
     const counts = typeof progress.total === 'number'
       ? ` (${progress.completed || 0} of ${progress.total} stems done${progress.failed ? `, ${progress.failed} failed` : ''})`
       : '';
-    $('phase').textContent = `${data.status}: ${phase}${counts}`;
+    setText($('phase'), `${data.status}: ${phase}${counts}`);
     $('phase').dataset.status = data.status;
 
     const reasons = new Map((data.failed_stems || []).map((f) => [String(f.stem), String(f.error || '')]));
@@ -589,8 +595,8 @@
         list.append(item);
       }
       item.dataset.state = String(stemState);
-      item.querySelector('.state').textContent = String(stemState);
-      item.querySelector('.reason').textContent = reasons.get(stem) || '';
+      setText(item.querySelector('.state'), stemState);
+      setText(item.querySelector('.reason'), reasons.get(stem) || '');
     }
 
     const upload = data.musical && data.musical.upload;
@@ -611,7 +617,7 @@
     warningList.textContent = '';
     for (const warning of warnings) warningList.append(el('li', { text: String(warning) }));
     $('warnings-box').hidden = warnings.length === 0;
-    $('run-error').textContent = data.error ? String(data.error) : '';
+    setText($('run-error'), data.error ? String(data.error) : '');
   }
 
   // ---------------------------------------------------------------- hear
