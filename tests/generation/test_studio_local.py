@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from generation.audio import write_audio
 from generation.request import OutputFormat, parse_request
@@ -175,6 +176,32 @@ def test_the_page_plays_a_folder_in_a_browser(studio, tmp_path):
             lambda: float(transport.get_attribute("data-audio-clock")) > start + 0.3,
             timeout_s=10,
         )
+        # Loop bar 1 of 2 (2 s at 120 BPM): the position wraps instead of running on.
+        driver.find_element(By.ID, "loop-on").click()
+        for field, value in (("loop-from", "1"), ("loop-to", "1")):
+            box = driver.find_element(By.ID, field)
+            box.clear()
+            box.send_keys(value, Keys.TAB)
+        looped_at = float(transport.get_attribute("data-audio-clock"))
+        wait_for(
+            "a second time round the loop",
+            lambda: float(transport.get_attribute("data-audio-clock")) > looped_at + 2.6,
+            timeout_s=10,
+        )
+        assert float(driver.find_element(By.ID, "position").get_attribute("value")) < 2.0
+        assert driver.find_element(By.ID, "clock").text.startswith("bar 1.")
+
+        # Pause holds the position; the slider seeks by a beat from the keyboard.
+        driver.find_element(By.ID, "play").click()
+        assert transport.get_attribute("data-state") == "stopped"
+        slider = driver.find_element(By.ID, "position")
+        slider.send_keys(Keys.HOME, *[Keys.ARROW_RIGHT] * 5)
+        assert slider.get_attribute("value") == "2.5"
+        assert driver.find_element(By.ID, "clock").text == "bar 2.2 · 0:02.500 / 0:04.000"
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.SPACE)  # Space plays
+        wait_for("playback again", lambda: transport.get_attribute("data-state") == "playing")
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.SPACE)
+
         driver.find_element(By.CSS_SELECTOR, "a.download[data-file='bass.wav']").click()
         saved = downloads / "bass.wav"
         wait_for("the download", lambda: saved.is_file() and not list(downloads.glob("*.crdown*")))

@@ -862,7 +862,7 @@
       const beats = Math.floor((at - grid.first) / grid.beat + 1e-6);
       const bar = Math.floor(beats / grid.beats) + 1;
       const beat = ((beats % grid.beats) + grid.beats) % grid.beats + 1;
-      text = `bar ${bar}.${beat}  ${text}`;
+      text = `bar ${bar}.${beat} · ${text}`;
     }
     return text;
   }
