@@ -41,7 +41,7 @@
       ['parameters.prompt', 'Prompt', 'Words added to every stem\'s prompt.'],
     ]],
     ['Output', false, [
-      ['output_format', 'Format', ''],
+      ['output_format', 'Format', 'wav: 16-bit PCM; wav_24, wav_float; flac: lossless 24-bit; mp3: lossy preview.'],
       ['seed', 'Seed', 'Same request and seed, same audio. Empty: random.'],
     ]],
     ['Advanced', true, [
@@ -251,7 +251,7 @@
     return el('div', { className: check ? 'field check' : 'field', dataset: { field: path } },
       check ? input : labelNode,
       check ? labelNode : input,
-      el('p', { className: 'hint', id: `${id}-hint`, text: hint || info.description || '' }),
+      el('p', { className: 'hint', id: `${id}-hint`, text: hint || (info.description || '').replace(/``/g, '') }),
       el('p', { className: 'field-error', id: `${id}-error`, 'aria-live': 'polite' }));
   }
 
@@ -480,6 +480,9 @@
       const idInput = $(fieldId('generation_request_id'));
       if (idInput) idInput.value = newRequestId();
       openRequest(body.generation_request_id, true);
+      // Take the eye (and the keyboard) to the request just made.
+      $('watch-title').focus();
+      $('watch').scrollIntoView({ block: 'start' });
     } finally {
       button.disabled = false;
     }
