@@ -12,6 +12,7 @@ Screenshots land in ``artifacts/studio/`` (``STUDIO_ARTIFACTS_DIR``).
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from generation.audio import encode_audio
-from generation.request import OutputFormat
+from generation.request import GenerationRequest, OutputFormat
+from generation.studio import site
 from orchestrators import (
     activities,
     generation_orchestrator,
@@ -290,3 +292,48 @@ def test_a_producer_asks_watches_hears_mutes_and_downloads(
     driver.execute_script("document.getElementById('hear').scrollIntoView()")
     screenshot(driver, "4-phone")
     assert console_errors(driver) == []
+
+
+def with_parameters(extra: dict[str, Any]) -> dict[str, Any]:
+    """The request schema with ``extra`` parameter fields, as a future API might have."""
+    schema = copy.deepcopy(GenerationRequest.model_json_schema())
+    schema["$defs"]["GenerationParameters"]["properties"].update(extra)
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("engines", "shown"), [(["musicgen", "ace_step"], True), (["musicgen"], False)]
+)
+def test_the_form_follows_the_apis_schema(
+    host: FunctionHost,
+    browser: tuple[WebDriver, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    engines: list[str],
+    shown: bool,
+):
+    """An engine choice appears where more than one is served; a field the API gains gets
+    a control in its group; the API's error about it lands next to it."""
+    schema = with_parameters(
+        {
+            "engine": {"enum": engines, "type": "string", "default": "musicgen"},
+            "key": {"anyOf": [{"type": "string", "maxLength": 20}, {"type": "null"}]},
+        }
+    )
+    monkeypatch.setattr(site, "request_schema", lambda: schema)
+    driver, _ = browser
+    driver.get(host.url)
+    enter_key(driver)
+    key = wait_for("the key field", lambda: css(driver, "#f-parameters-key"))[0]
+    assert css(driver, "label[for='f-parameters-key']")[0].text == "Key"
+    engine = css(driver, "#f-parameters-engine")
+    assert bool(engine) is shown
+    if shown:
+        options = [o.get_attribute("value") for o in engine[0].find_elements(By.TAG_NAME, "option")]
+        assert options == ["", *engines]
+    # The running API does not know the field yet: its 400 is shown where the field is.
+    key.send_keys("A minor")
+    driver.find_element(By.ID, "submit").click()
+    message = wait_for("the key's error", lambda: text(driver, "f-parameters-key-error"))
+    assert message == "Extra inputs are not permitted"
+    assert key.get_attribute("aria-invalid") == "true"
+    assert [e for e in console_errors(driver) if "400" not in e] == []

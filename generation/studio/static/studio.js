@@ -393,6 +393,7 @@
   }
 
   function formError(message) {
+    $('form-state').textContent = '';
     $('form-errors').textContent = '';
     $('form-errors').append(el('p', { text: message }));
   }
