@@ -15,20 +15,21 @@ The decorated functions only adapt; ``handle_*`` hold the behaviour.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
-import numpy as np
-import soundfile as sf
 
+from generation.adapters.storage import (
+    GENERATIONS_PREFIX,
+    manifest_blob_name,
+    upload_blob_name,
+)
+from generation.audio.codecs import UploadedAudio, probe_audio
 from generation.errors import BlobNotFoundError, InvalidRequestError, StorageError
 from generation.request import check_id
-from generation.storage import GENERATIONS_PREFIX, manifest_blob_name, upload_blob_name
 from generation.studio import site
 from orchestrators import runtime
 
@@ -38,53 +39,6 @@ bp = func.Blueprint()
 
 # A manifest lists at most a few dozen files; anything far larger is not one.
 MAX_MANIFEST_BYTES = 4 << 20
-# What the service can read back (generation/audio.py decodes these), by libsndfile format.
-UPLOAD_FORMATS = {
-    "WAV": ("wav", "audio/wav"),
-    "WAVEX": ("wav", "audio/wav"),
-    "RF64": ("wav", "audio/wav"),
-    "FLAC": ("flac", "audio/flac"),
-    "MP3": ("mp3", "audio/mpeg"),
-    "OGG": ("ogg", "audio/ogg"),
-}
-_PROBE_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class UploadedAudio:
-    """What a checked upload is: extension, Content-Type, rate (Hz), channels, seconds."""
-
-    extension: str
-    content_type: str
-    sample_rate: int
-    channels: int
-    duration_seconds: float
-
-
-def probe_audio(data: bytes) -> UploadedAudio:
-    """Check that ``data`` is an audio file the service reads (WAV, FLAC, MP3, OGG) by
-    decoding its first and last second; ``ValueError`` saying why when it is not."""
-    try:
-        with sf.SoundFile(io.BytesIO(data)) as audio:
-            known = UPLOAD_FORMATS.get(audio.format)
-            if known is None:
-                raise ValueError(f"{audio.format} files are not read by the service")
-            rate, channels, frames = audio.samplerate, audio.channels, audio.frames
-            probe = int(rate * _PROBE_SECONDS)
-            head = audio.read(min(frames, probe), dtype="float32", always_2d=True)
-            tail = head
-            if frames > probe:
-                audio.seek(frames - probe)
-                tail = audio.read(probe, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
-        reason = getattr(error, "error_string", None) or str(error)
-        raise ValueError(f"not a readable audio file (WAV, FLAC, MP3 or OGG): {reason}") from None
-    if head.shape[0] == 0 or tail.shape[0] == 0:
-        raise ValueError("the file holds no audio samples")
-    if not (np.isfinite(head).all() and np.isfinite(tail).all()):
-        raise ValueError("the file holds samples that are not numbers")
-    extension, content_type = known
-    return UploadedAudio(extension, content_type, int(rate), int(channels), frames / rate)
 
 
 def _respond(

@@ -19,23 +19,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import azure.durable_functions as df
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from generation.audio import encode_audio
+from generation.audio.codecs import encode_audio
 from generation.request import GenerationRequest, OutputFormat
 from generation.studio import site
-from orchestrators import (
-    activities,
-    generation_orchestrator,
-    http_api,
-    runtime,
-    studio_api,
-)
+from orchestrators import runtime
 from orchestrators.generation_orchestrator import GENERATE_STEM, orchestrate
-from orchestrators.http_api import ORCHESTRATOR
+from orchestrators.starter import ORCHESTRATOR
 from tests.browser import chromium, console_errors, screenshot, wait_for
 from tests.function_host import FunctionHost
 from tests.synthetic_audio import SR, demo_track
@@ -73,19 +66,6 @@ class StemGate:
                 event.set()
 
 
-def studio_app() -> df.DFApp:
-    """The Functions app's blueprints, as function_app.py registers them."""
-    app = df.DFApp()
-    for blueprint in (
-        http_api.bp,
-        studio_api.bp,
-        generation_orchestrator.bp,
-        activities.bp,
-    ):
-        app.register_functions(blueprint)
-    return app
-
-
 @pytest.fixture
 def gate() -> Iterator[StemGate]:
     gate = StemGate()
@@ -94,9 +74,10 @@ def gate() -> Iterator[StemGate]:
 
 
 @pytest.fixture
-def host(service_env: None, gate: StemGate) -> Iterator[FunctionHost]:
+def host(function_app: Any, gate: StemGate) -> Iterator[FunctionHost]:
+    """The Functions app itself (``function_app.app``), served on 127.0.0.1."""
     server = FunctionHost(
-        studio_app(), key=KEY, orchestrators={ORCHESTRATOR: orchestrate}, gate=gate
+        function_app.app, key=KEY, orchestrators={ORCHESTRATOR: orchestrate}, gate=gate
     ).start()
     yield server
     server.stop()

@@ -8,58 +8,24 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from generation.audio import write_audio
-from generation.request import OutputFormat, parse_request
-from generation.stems import MixRecord, StemRecord, build_manifest
+from generation.stems.output import LocalFolder
 from generation.studio import site
 from generation.studio.local import DEFAULT_HOST, FolderError, make_server, url_of
 from tests.browser import chromium, console_errors, screenshot, wait_for
+from tests.studio_sets import write_set
 
-SR = 32000
-
-
-def write_set(folder: Path, stems: tuple[str, ...] = ("guitar", "bass")) -> dict[str, Any]:
-    """A folder as ``python -m generation generate`` writes it: one WAV per stem, the mix,
-    ``manifest.json``. The audio is a tone per stem (the page does not care who made it)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    request = parse_request(
-        {
-            "generation_request_id": "cli-0123456789ab",
-            "target_stems": list(stems),
-            "parameters": {"target_bpm": 120, "bars": 2},
-            "seed": 1,
-        }
-    )
-    t = np.arange(4 * SR) / SR
-    records, arrays = [], []
-    for index, stem in enumerate(stems):
-        audio = (0.2 * np.sin(2 * np.pi * 110 * (index + 1) * t))[np.newaxis, :].astype(np.float32)
-        write_audio(folder / f"{stem}.wav", audio, SR, OutputFormat.WAV)
-        arrays.append(audio)
-        records.append(
-            StemRecord(
-                stem, f"{stem}.wav", f"{stem} prompt", 1, 4.0, 4 * SR, SR, "tiny", 0.1, "wav"
-            )
-        )
-    mixed = np.sum(arrays, axis=0)
-    write_audio(folder / "mix.wav", mixed, SR, OutputFormat.WAV)
-    mix = MixRecord("mix.wav", list(stems), 4 * SR, SR, -14.0, -1.0, "wav")
-    manifest = build_manifest(request, records, model_id="tiny", mix=mix)
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return manifest
+REQUEST_ID = "cli-0123456789ab"
 
 
 @pytest.fixture
 def studio(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     folder = tmp_path / "out"
-    write_set(folder)
+    write_set(LocalFolder(folder), REQUEST_ID)
     server = make_server(folder, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield url_of(server), folder
@@ -77,7 +43,7 @@ def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
 
 
 def test_it_listens_on_loopback_by_default(tmp_path):
-    write_set(tmp_path)
+    write_set(LocalFolder(tmp_path), REQUEST_ID)
     server = make_server(tmp_path, port=0)
     try:
         assert server.server_address[0] == DEFAULT_HOST == "127.0.0.1"
@@ -107,12 +73,12 @@ def test_the_config_says_read_only_and_names_the_folders_set(studio):
     url, _ = studio
     config = json.loads(fetch(f"{url}studio/config.json")[2])
     assert config["mode"] == "local" and config["read_only"] is True
-    assert config["generation_request_id"] == "cli-0123456789ab"
+    assert config["generation_request_id"] == REQUEST_ID
 
 
 def test_the_status_is_the_apis_shape_for_a_completed_set(studio):
     url, _ = studio
-    status = json.loads(fetch(f"{url}generate/cli-0123456789ab")[2])
+    status = json.loads(fetch(f"{url}generate/{REQUEST_ID}")[2])
     assert status["status"] == "completed"
     assert status["progress"] == {
         "phase": "done",
@@ -128,12 +94,12 @@ def test_the_status_is_the_apis_shape_for_a_completed_set(studio):
 def test_only_the_files_the_manifest_lists_are_served(studio):
     url, folder = studio
     for name in ("guitar.wav", "bass.wav", "mix.wav", "manifest.json"):
-        status, headers, body = fetch(f"{url}generate/cli-0123456789ab/files/{name}")
+        status, headers, body = fetch(f"{url}generate/{REQUEST_ID}/files/{name}")
         assert status == 200 and body == (folder / name).read_bytes()
         assert headers["Content-Type"] == site.content_type_for(name)
     (folder / "notes.wav").write_bytes(b"private")
-    assert fetch(f"{url}generate/cli-0123456789ab/files/notes.wav")[0] == 404
-    assert fetch(f"{url}generate/cli-0123456789ab/files/..%2fout%2fguitar.wav")[0] == 404
+    assert fetch(f"{url}generate/{REQUEST_ID}/files/notes.wav")[0] == 404
+    assert fetch(f"{url}generate/{REQUEST_ID}/files/..%2fout%2fguitar.wav")[0] == 404
 
 
 def test_a_listed_file_that_leads_out_of_the_folder_is_not_served(studio, tmp_path):
@@ -142,7 +108,7 @@ def test_a_listed_file_that_leads_out_of_the_folder_is_not_served(studio, tmp_pa
     secret.write_bytes(b"outside")
     (folder / "guitar.wav").unlink()
     (folder / "guitar.wav").symlink_to(secret)
-    assert fetch(f"{url}generate/cli-0123456789ab/files/guitar.wav")[0] == 404
+    assert fetch(f"{url}generate/{REQUEST_ID}/files/guitar.wav")[0] == 404
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])

@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from generation.audio import encode_audio
+from generation.adapters.storage import BlobSink
+from generation.audio.codecs import encode_audio
 from generation.request import GenerationRequest, OutputFormat
 from generation.studio import site
 from orchestrators import runtime, studio_api
+from tests.studio_sets import write_set
 
 SR = 32000
 
@@ -221,29 +223,15 @@ def test_an_upload_never_overwrites_one_already_stored(service_env):
 # -- a request's files -------------------------------------------------------------------
 
 
-def store_set(request_id: str, extension: str = "wav") -> dict[str, bytes]:
-    """A finished request's blobs as the activities write them; name -> bytes."""
+def store_set(request_id: str, output_format: OutputFormat = OutputFormat.WAV) -> dict[str, bytes]:
+    """A finished request's blobs, written as the activities write them, plus a blob under
+    its prefix that the manifest does not list; the listed files, name -> bytes."""
     store = runtime.blob_store()
-    prefix = f"generations/{request_id}/"
-    files = {}
-    stems = []
-    for stem in ("guitar", "bass", "mix"):
-        fmt = OutputFormat.FLAC if extension == "flac" else OutputFormat.WAV
-        data = encode_audio(tone(), SR, fmt)
-        name = f"{stem}.{extension}"
-        store.upload_bytes(prefix + name, data, site.content_type_for(name))
-        files[name] = data
-        record = {"stem": stem, "blob_name": prefix + name, "blob_url": store.url(prefix + name)}
-        stems.append(record)
-    store.upload_bytes(prefix + "secret.wav", b"not listed", "audio/wav")
-    manifest = {
-        "generation_request_id": request_id,
-        "stems": stems[:2],
-        "mix": {"file": prefix + f"mix.{extension}", "blob_name": prefix + f"mix.{extension}"},
-    }
-    files["manifest.json"] = json.dumps(manifest).encode()
-    store.upload_bytes(prefix + "manifest.json", files["manifest.json"], "application/json")
-    return files
+    manifest = write_set(BlobSink(store, request_id), request_id, output_format=output_format)
+    store.upload_bytes(f"generations/{request_id}/secret.wav", b"not listed", "audio/wav")
+    locations = [s["file"] for s in manifest["stems"]] + [manifest["mix"]["file"]]
+    locations.append(f"generations/{request_id}/manifest.json")
+    return {location.rsplit("/", 1)[1]: store.download_bytes(location) for location in locations}
 
 
 def file(request_id: str, name: str, headers: dict[str, str] | None = None):
@@ -252,9 +240,16 @@ def file(request_id: str, name: str, headers: dict[str, str] | None = None):
     )
 
 
-@pytest.mark.parametrize("extension", ["wav", "flac"])
-def test_every_file_the_manifest_lists_is_served_with_its_type(service_env, extension):
-    files = store_set("req-files", extension)
+@pytest.mark.parametrize(
+    ("output_format", "extension"), [(OutputFormat.WAV, "wav"), (OutputFormat.FLAC, "flac")]
+)
+def test_every_file_the_manifest_lists_is_served_with_its_type(
+    service_env, output_format, extension
+):
+    files = store_set("req-files", output_format)
+    assert sorted(files) == sorted(
+        ["manifest.json", f"guitar.{extension}", f"bass.{extension}", f"mix.{extension}"]
+    )
     for name, data in files.items():
         response = file("req-files", name)
         assert response.status_code == 200, name
@@ -287,8 +282,8 @@ def test_a_manifest_pointing_outside_its_request_is_not_followed(service_env):
     manifest = {
         "generation_request_id": "req-evil",
         "stems": [
-            {"stem": "guitar", "blob_name": "uploads/private.wav"},
-            {"stem": "bass", "blob_name": "generations/other/guitar.wav"},
+            {"stem": "guitar", "file": "uploads/private.wav"},
+            {"stem": "bass", "file": "generations/other/guitar.wav"},
         ],
     }
     store.upload_json("generations/req-evil/manifest.json", manifest)
@@ -319,20 +314,3 @@ def test_storage_down_is_503_not_500(service_env, monkeypatch):
     response = file("req-down", "manifest.json")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
-
-
-# -- probing audio -----------------------------------------------------------------------
-
-
-def test_a_truncated_wav_is_refused():
-    data = encode_audio(tone(), SR, OutputFormat.WAV)
-    with pytest.raises(ValueError, match="audio"):
-        studio_api.probe_audio(data[:30])
-
-
-def test_a_probe_describes_the_audio():
-    stereo = np.vstack([tone(2.0), tone(2.0)])
-    info = studio_api.probe_audio(encode_audio(stereo, SR, OutputFormat.FLAC))
-    assert (info.extension, info.content_type) == ("flac", "audio/flac")
-    assert (info.sample_rate, info.channels) == (SR, 2)
-    assert info.duration_seconds == pytest.approx(2.0)
