@@ -182,12 +182,12 @@ def upload_a_track(driver: WebDriver, track: Path) -> None:
     audio_file_id = text(driver, "track-state").split("Uploaded as ")[1].split(":")[0]
     stored = runtime.upload_store().download_bytes(f"uploads/{audio_file_id}")
     assert stored == track.read_bytes()
-    driver.find_element(By.ID, "track-clear").click()  # this set does not follow it
 
 
 def ask_and_watch(driver: WebDriver, gate: StemGate) -> str:
-    """Ask for guitar and bass, watch both pending, then guitar done while bass waits,
-    then the set ready; the request's id."""
+    """Ask for guitar and bass following the uploaded track, watch both pending with the
+    track's tempo and key shown, then guitar done while bass waits, then the set ready;
+    the request's id."""
     # 1.5 s at 100 BPM is one 4/4 bar of 2.4 s.
     set_value(driver, "f-parameters-duration_seconds", "1.5")
     set_value(driver, "f-parameters-style", "funk")
@@ -201,6 +201,8 @@ def ask_and_watch(driver: WebDriver, gate: StemGate) -> str:
         "both stems pending",
         lambda: stem_states(driver) == dict.fromkeys(["guitar", "bass"], "pending"),
     )
+    facts = wait_for("the track's facts", lambda: text(driver, "upload-facts"))
+    assert "Track tempo\n112 BPM" in facts and "Track key\nA minor" in facts, facts
     screenshot(driver, "2-watch-pending")
     gate.release("guitar")
     wait_for(
@@ -222,6 +224,7 @@ def play_and_mute(driver: WebDriver) -> None:
     coverage = driver.execute_script(WAVE_COVERAGE_JS)
     assert all(coverage[name] > 0.05 for name in lanes), coverage
 
+    driver.find_element(By.ID, "loop-on").click()  # the set is 2.4 s: keep it playing
     driver.find_element(By.ID, "play").click()
     transport = driver.find_element(By.ID, "transport")
     wait_for("playback", lambda: transport.get_attribute("data-state") == "playing")
@@ -231,7 +234,9 @@ def play_and_mute(driver: WebDriver) -> None:
         lambda: float(transport.get_attribute("data-audio-clock")) > first + 0.3,
         timeout_s=10,
     )
-    assert float(driver.find_element(By.ID, "level").get_attribute("value")) > 0
+    level = driver.find_element(By.ID, "level")
+    wait_for("sound at the output", lambda: float(level.get_attribute("value")) > 0, 5)
+    assert transport.get_attribute("data-state") == "playing"
 
     driver.find_element(By.CSS_SELECTOR, "button[aria-label='Mute bass']").click()
     audible = driver.execute_script(

@@ -755,8 +755,8 @@
     let from = Number($('loop-from').value);
     let to = Number($('loop-to').value);
     if (grid) {
-      from = grid.first + (Math.max(1, from || 1) - 1) * grid.bar;
-      to = grid.first + Math.max(1, to || 1) * grid.bar;
+      from = grid.first + (Math.max(0, Number.isFinite(from) ? from : 1) - 1) * grid.bar;
+      to = grid.first + Math.max(0, Number.isFinite(to) ? to : 1) * grid.bar;
     }
     from = Math.min(Math.max(0, from || 0), player.duration);
     to = Math.min(Math.max(0, to || player.duration), player.duration);
@@ -1058,13 +1058,15 @@
     slider.step = grid ? String(grid.beat) : '0.1';
     $('loop-from-label').textContent = grid ? 'from bar' : 'from second';
     $('loop-to-label').textContent = grid ? 'to bar' : 'to second';
-    const bars = grid ? Math.max(1, Math.round((player.duration - grid.first) / grid.bar)) : 0;
+    // Bar 0 is the pickup before the first downbeat, when there is one.
+    const firstBar = grid && grid.first > 0.001 ? 0 : 1;
+    const bars = grid ? Math.max(1, Math.ceil((player.duration - grid.first) / grid.bar - 1e-6)) : 0;
     for (const input of [$('loop-from'), $('loop-to')]) {
-      input.min = grid ? '1' : '0';
+      input.min = grid ? String(firstBar) : '0';
       input.max = grid ? String(bars) : String(player.duration);
       input.step = grid ? '1' : '0.1';
     }
-    $('loop-from').value = grid ? '1' : '0';
+    $('loop-from').value = grid ? String(firstBar) : '0';
     $('loop-to').value = grid ? String(bars) : player.duration.toFixed(1);
     for (const id of ['play', 'to-start', 'loop-on', 'loop-from', 'loop-to', 'position']) $(id).disabled = false;
     transportState();
