@@ -76,7 +76,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     server: _Server
     server_version = "generation-studio"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return self.server_version  # no Python version in the Server header
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
