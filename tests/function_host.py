@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
+from azure.durable_functions.models.utils import http_utils
 
 from tests.orchestrators.durable_driver import DurableDriver
 from tests.orchestrators.durable_history import replay
@@ -200,6 +201,9 @@ class FunctionHost:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        # The SDK keeps one aiohttp session per process, bound to the loop it was made on:
+        # close it with this loop, so the next host's client makes a fresh one.
+        asyncio.run_coroutine_threadsafe(http_utils._close_session(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop_thread.join(timeout=5)
 

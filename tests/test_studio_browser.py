@@ -278,9 +278,7 @@ def test_a_producer_asks_watches_hears_mutes_and_downloads(
     driver.execute_script("document.getElementById('hear').scrollIntoView()")
     screenshot(driver, "4-phone")
     # Nothing wider than the phone: no sideways scrolling.
-    assert driver.execute_script(
-        "return document.documentElement.scrollWidth <= window.innerWidth"
-    )
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     assert console_errors(driver) == []
 
 
