@@ -1,0 +1,1 @@
+"""Checkpoint builders and reference helpers for tests and benchmarks (never the product)."""
