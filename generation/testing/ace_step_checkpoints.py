@@ -11,6 +11,9 @@ audio is noise: they are fixtures, never a product fallback.
     VAE with 4 channels but the real 48 kHz / 1920-sample hop, so latents run at 25 Hz and
     ``src_audio`` tasks line up with the DiT). Builds in seconds.
 
+``ace-step-tiny-turbo``
+    The same with a turbo (guidance-distilled) DiT: the guide's checkpoint in tests.
+
 ``ace-step-random``
     The exact architecture of ACE-Step 1.5's 2 B variants (``acestep-v15-base``, and the
     turbo/sft variants, which share it): DiT hidden 2048, 24 layers, 16 query / 8 key-value
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -222,6 +226,14 @@ SPECS: dict[str, AceStepSpec] = {
         text_vocab_size=151_669,
     ),
 }
+
+
+# ace-step-tiny as a guidance-distilled turbo variant (text2music only, no CFG): the guide's
+# model beside a base one, sharing its VAE, text encoder and tokenizer.
+SPECS["ace-step-tiny-turbo"] = dataclasses.replace(
+    SPECS["ace-step-tiny"],
+    transformer={**SPECS["ace-step-tiny"].transformer, "is_turbo": True, "model_version": "turbo"},
+)
 
 
 @contextlib.contextmanager

@@ -33,3 +33,8 @@ def ace_tiny_fp32(ace_tiny_checkpoint: Path) -> LoadedAceStep:
 def ace_tiny_bf16(ace_tiny_checkpoint: Path) -> LoadedAceStep:
     """The product's default on CPU: bf16 networks, fp32 VAE."""
     return load_ace_step(str(ace_tiny_checkpoint), None, precision="auto")
+
+
+@pytest.fixture(scope="session")
+def ace_tiny_turbo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_checkpoint("ace-step-tiny-turbo", tmp_path_factory.mktemp("ace-step-tiny-turbo"))

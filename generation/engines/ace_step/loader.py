@@ -136,8 +136,14 @@ def load_ace_step(
     *,
     device: torch.device | None = None,
     precision: Precision = "auto",
+    share_with: LoadedAceStep | None = None,
 ) -> LoadedAceStep:
-    """Load the pipeline at ``source`` (hub id or directory) now; raises ``AceStepLoadError``."""
+    """Load the pipeline at ``source`` (hub id or directory) now; raises ``AceStepLoadError``.
+
+    ``share_with``: an already loaded variant whose VAE, text encoder and tokenizer this one
+    reuses instead of loading its own (every ACE-Step 1.5 variant ships the same files), e.g.
+    a turbo checkpoint for the guide beside the base checkpoint for the stems.
+    """
     started = time.perf_counter()
     device = device or torch.device("cpu")
     if _is_local_source(source) and not Path(source).expanduser().is_dir():
@@ -149,7 +155,17 @@ def load_ace_step(
             raise AceStepLoadError(source, cache_dir, describe_load_failure(error)) from error
     try:
         local = _snapshot(source, cache_dir)
-        pipeline = AceStepPipeline.from_pretrained(local, dtype=resolve_dtypes(precision, device))
+        shared = {}
+        if share_with is not None:
+            base = share_with.pipeline
+            shared = {
+                "vae": base.vae,
+                "text_encoder": base.text_encoder,
+                "tokenizer": base.tokenizer,
+            }
+        pipeline = AceStepPipeline.from_pretrained(
+            local, dtype=resolve_dtypes(precision, device), **shared
+        )
         pipeline.to(device)
         pipeline.set_progress_bar_config(disable=True)
     except Exception as error:

@@ -145,3 +145,36 @@ def test_every_stem_has_an_ace_step_track():
     assert set(STEM_TRACKS) == {stem.value for stem in Stem}
     with pytest.raises(ValueError, match="no track"):
         track_for_stem("kazoo")
+
+
+def test_turbo_guide_shares_the_base_components_and_equals_the_pipeline(
+    ace_tiny_fp32, ace_tiny_turbo_checkpoint
+):
+    from diffusers import AceStepPipeline
+
+    from generation.engines.ace_step import load_ace_step
+
+    guide = load_ace_step(
+        str(ace_tiny_turbo_checkpoint), None, precision="float32", share_with=ace_tiny_fp32
+    )
+    pipe = guide.pipeline
+    assert guide.is_turbo
+    assert pipe.vae is ace_tiny_fp32.pipeline.vae
+    assert pipe.text_encoder is ace_tiny_fp32.pipeline.text_encoder
+    assert pipe.transformer is not ace_tiny_fp32.pipeline.transformer
+    clip = Clip(Task.TEXT2MUSIC, "funk band", seed=4)
+    ours = generate_clips(pipe, [clip], MUSICAL, sampling=Sampling(steps=8))[0]
+    direct = AceStepPipeline.from_pretrained(ace_tiny_turbo_checkpoint)
+    direct.set_progress_bar_config(disable=True)
+    expected = direct(
+        prompt=clip.prompt,
+        audio_duration=MUSICAL.duration_s,
+        num_inference_steps=8,
+        bpm=MUSICAL.bpm,
+        keyscale=MUSICAL.keyscale,
+        timesignature=MUSICAL.timesignature,
+        generator=torch.Generator().manual_seed(clip.seed),
+    ).audios[0]
+    # Same weights (the shared VAE and text encoder are byte-identical files in the
+    # checkpoints built from the same seed), guidance ignored by a turbo DiT.
+    np.testing.assert_allclose(ours, expected.numpy(), rtol=0, atol=1e-6)
