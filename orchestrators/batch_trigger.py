@@ -19,15 +19,10 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from generation.errors import InvalidRequestError
-from generation.request import (
-    MAX_BODY_BYTES,
-    MAX_JSON_DEPTH,
-    decode_json,
-    json_depth,
-    parse_request,
-)
+from generation.request import parse_request
 from orchestrators import runtime
-from orchestrators.http_api import DurableClient, start_once
+from orchestrators.body import MAX_BODY_BYTES, MAX_JSON_DEPTH, decode_json, json_depth
+from orchestrators.starter import DurableClient, start_once
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +161,5 @@ async def handle_batch_blob(blob_path: str, data: bytes, client: DurableClient) 
         return None
     report = await run_batch(name, data, client)
     report_name = name + REPORT_SUFFIX
-    store = runtime.blob_store().for_container(runtime.BATCH_CONTAINER)
-    store.upload_json(report_name, report.to_dict())
+    runtime.batch_store().upload_json(report_name, report.to_dict())
     return report_name

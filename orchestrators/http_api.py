@@ -14,49 +14,27 @@ with the durable client's methods, so tests call them with a fake client.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import weakref
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 import torch
 
+from generation.engines.musicgen.loader import ModelState
 from generation.errors import InvalidRequestError
-from generation.model_loader import ModelState
-from generation.request import (
-    MAX_BODY_BYTES,
-    GenerationRequest,
-    check_id,
-    decode_json,
-    parse_request,
-)
+from generation.request import check_id, parse_request
 from orchestrators import runtime
+from orchestrators.body import MAX_BODY_BYTES, decode_json
+from orchestrators.starter import DurableClient, read_runtime_status, start_once
 
 logger = logging.getLogger(__name__)
 
 bp = df.Blueprint()
 
-ORCHESTRATOR = "stem_generation_orchestrator"
-# Still running or done well: a repeat returns this instance and starts nothing.
-KEEP = frozenset({"Pending", "Running", "Completed", "ContinuedAsNew", "Suspended"})
 RETRY_AFTER_S = 5
-
-
-class DurableClient(Protocol):
-    """The part of ``DurableOrchestrationClient`` the API uses."""
-
-    async def start_new(
-        self, orchestration_function_name: str, instance_id: str | None, client_input: Any
-    ) -> str: ...
-
-    async def get_status(self, instance_id: str) -> Any: ...
-
-    def create_http_management_payload(self, instance_id: str) -> dict[str, str]: ...
 
 
 def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -67,12 +45,6 @@ def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> func
 
 def _bad_request(errors: list[dict[str, Any]]) -> func.HttpResponse:
     return _json({"error": "invalid request", "errors": errors}, 400)
-
-
-def _runtime_status(status: Any) -> str | None:
-    """The instance's runtime status name, or ``None`` when the instance is unknown."""
-    value = getattr(status, "runtime_status", None)
-    return None if value is None else getattr(value, "value", str(value))
 
 
 def _unavailable(what: str) -> func.HttpResponse:
@@ -105,51 +77,6 @@ def decode_json_body(req: func.HttpRequest) -> Any:
     """
     _check_content_type(req)
     return decode_json(req.get_body() or b"", max_bytes=MAX_BODY_BYTES)
-
-
-# One lock per instance id being started in this worker: concurrent repeats of a request
-# wait for the first to start it, then find it running. Entries vanish once nobody holds them.
-_start_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-
-def _lock_for(instance_id: str) -> asyncio.Lock:
-    lock = _start_locks.get(instance_id)
-    if lock is None:
-        lock = _start_locks[instance_id] = asyncio.Lock()
-    return lock
-
-
-@dataclass(frozen=True)
-class StartOutcome:
-    """What ``start_once`` did: ``started``, and the instance's runtime status before
-    (``None`` when new) or, for a duplicate, the status that made it one."""
-
-    started: bool
-    runtime_status: str | None
-
-
-async def start_once(client: DurableClient, request: GenerationRequest) -> StartOutcome:
-    """Start the orchestration for ``request`` unless its id is already pending, running or
-    completed; exactly one start however many repeats arrive at once.
-
-    Within this worker a per-id lock orders the check and the start. Across workers, the
-    Durable extension refuses to start an id that is still pending or running; that refusal
-    is read back as a duplicate. Any other client failure propagates.
-    """
-    instance_id = request.generation_request_id
-    async with _lock_for(instance_id):
-        existing = _runtime_status(await client.get_status(instance_id))
-        if existing in KEEP:
-            return StartOutcome(started=False, runtime_status=existing)
-        try:
-            await client.start_new(ORCHESTRATOR, instance_id, request.model_dump(mode="json"))
-        except Exception:
-            now = _runtime_status(await client.get_status(instance_id))
-            if now not in KEEP:
-                raise
-            logger.info("%s was started elsewhere meanwhile (%s)", instance_id, now)
-            return StartOutcome(started=False, runtime_status=now)
-        return StartOutcome(started=True, runtime_status=existing)
 
 
 async def handle_generate(req: func.HttpRequest, client: DurableClient) -> func.HttpResponse:
@@ -206,7 +133,7 @@ async def handle_status(instance_id: str, client: DurableClient) -> func.HttpRes
     except Exception:
         logger.exception("could not read the status of %s", instance_id)
         return _unavailable(f"could not read the status of {instance_id!r} now")
-    runtime_status = _runtime_status(status)
+    runtime_status = read_runtime_status(status)
     if runtime_status is None:
         return _json({"error": f"no generation with id {instance_id!r}"}, 404)
     custom = status.custom_status or {}

@@ -95,6 +95,7 @@ def service_env(
     """The service's settings pointing at Azurite, a fresh container and the tiny model."""
     container = f"out-{uuid.uuid4().hex[:20]}"
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite_connection_string)
+    monkeypatch.setenv("AzureWebJobsStorage", azurite_connection_string)  # as the host sets it
     monkeypatch.setenv("BLOB_CONTAINER_NAME", container)
     monkeypatch.setenv("MUSICGEN_MODEL", str(tiny_checkpoint))
     monkeypatch.setenv("MODEL_WARMUP_ON_START", "false")

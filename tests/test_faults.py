@@ -48,11 +48,12 @@ from azure.storage.blob import BlobServiceClient
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from generation.adapters.storage import BlobStore
 from generation.errors import StorageError
-from generation.storage import BlobStore
 from orchestrators import activities, runtime
 from orchestrators.generation_orchestrator import FINALIZE_GENERATION, GENERATE_STEM, orchestrate
-from orchestrators.http_api import ORCHESTRATOR, handle_generate
+from orchestrators.http_api import handle_generate
+from orchestrators.starter import ORCHESTRATOR
 from tests.orchestrators.durable_driver import DurableDriver
 from tests.orchestrators.durable_history import Replay
 from tests.orchestrators.test_batch_trigger import drop_and_trigger

@@ -1,1 +1,2 @@
-"""Model engines: one package per model family; each loads its model and generates clips."""
+"""Model families, one package each: load a checkpoint once per process and generate clips.
+Torch and transformers only; nothing about stems, storage or HTTP."""

@@ -4,9 +4,12 @@ import asyncio
 import json
 
 import azure.functions as func
+import pytest
 
+from generation.errors import SettingsError
 from orchestrators import runtime
 from orchestrators.batch_trigger import handle_batch_blob, split_entries
+from tests.azurite import AZURITE_ACCOUNT_KEY
 
 
 def body(request_id: str, stems=("bass",)) -> dict:
@@ -19,7 +22,7 @@ def body(request_id: str, stems=("bass",)) -> dict:
 
 def drop_and_trigger(name: str, data: bytes, client) -> dict:
     """Upload the batch file, read it back as the host would, run the trigger, read the report."""
-    batches = runtime.blob_store().for_container(runtime.BATCH_CONTAINER)
+    batches = runtime.batch_store()
     batches.ensure_container()
     batches.upload_bytes(name, data, "application/json")
     stream = func.blob.InputStream(
@@ -82,3 +85,26 @@ def test_reports_do_not_trigger_batches(service_env, durable_client):
 def test_split_entries_numbers_array_items_and_lines():
     assert [n for n, _ in split_entries(b'[{"a":1},{"b":2}]')] == [1, 2]
     assert [n for n, _ in split_entries(b'{"a":1}\n\n{"b":2}\n')] == [1, 3]
+
+
+def test_the_report_lands_beside_the_batch_file_when_outputs_go_to_another_account(
+    service_env, durable_client, monkeypatch
+):
+    # The outputs' account is unreachable: the report must not depend on it.
+    elsewhere = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={AZURITE_ACCOUNT_KEY};BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", elsewhere)
+    runtime.reset_for_tests()
+    report = drop_and_trigger(
+        "other-account.json", json.dumps([body("x-1")]).encode(), durable_client
+    )
+    assert report["counts"]["started"] == 1
+
+
+def test_without_the_batch_connection_the_app_refuses_to_start(service_env, monkeypatch):
+    monkeypatch.delenv("AzureWebJobsStorage")
+    runtime.reset_for_tests()
+    with pytest.raises(SettingsError, match="AzureWebJobsStorage"):
+        runtime.check_configuration()

@@ -6,16 +6,11 @@ import json
 import azure.functions as func
 import pytest
 
-from generation.model_loader import ModelState
+from generation.engines.musicgen.loader import ModelState
 from generation.request import MAX_ERRORS
-from orchestrators import http_api, runtime
-from orchestrators.http_api import (
-    ORCHESTRATOR,
-    handle_generate,
-    handle_status,
-    health,
-    health_report,
-)
+from orchestrators import runtime, starter
+from orchestrators.http_api import handle_generate, handle_status, health, health_report
+from orchestrators.starter import ORCHESTRATOR
 from tests.service_fixtures import FakeDurableClient
 
 BODY = {
@@ -275,7 +270,7 @@ def test_concurrent_workers_start_one_orchestration_and_the_rest_are_duplicates(
 ):
     # As if each post ran in its own worker process: no shared lock, all read "unknown"
     # before any start; the durable extension refuses all starts but the first.
-    monkeypatch.setattr(http_api, "_lock_for", lambda instance_id: asyncio.Lock())
+    monkeypatch.setattr(starter, "_lock_for", lambda instance_id: asyncio.Lock())
 
     async def post_all():
         return await asyncio.gather(
@@ -489,7 +484,7 @@ def test_start_up_loads_the_model_in_the_background_and_logs_it(
     # Another spelling of the same directory: a holder no other test has loaded yet.
     monkeypatch.setenv("MUSICGEN_MODEL", f"{tiny_checkpoint}/.")
     runtime.reset_for_tests()
-    with caplog.at_level("INFO", logger="generation.model_loader"):
+    with caplog.at_level("INFO", logger="generation.engines.musicgen.loader"):
         import importlib
 
         import function_app

@@ -1,0 +1,83 @@
+"""What an uploaded track is: its tempo, first downbeat and key (``analyze_track``).
+
+Arrays in, a ``TrackAnalysis`` out; the analysis itself is ``generation.audio.analysis``.
+Tempo follows DAWs: BPM counts quarter notes whatever the time signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from generation.audio import analysis
+from generation.request import parse_time_signature, quarter_notes_per_beat
+
+MAX_ANALYSIS_SECONDS = 180.0  # of an upload, from its start: enough for tempo and key
+SNAP_BPM = 0.05  # a detected tempo this close to a whole number is that number
+
+
+@dataclass(frozen=True)
+class TrackAnalysis:
+    """What an uploaded track is: ``bpm`` (quarter notes per minute) and
+    ``first_downbeat_s`` (seconds) or None without a steady beat, ``key`` ("A minor") or
+    None, its length in seconds, sample rate (Hz), channel count and what went wrong."""
+
+    bpm: float | None
+    first_downbeat_s: float | None
+    key: str | None
+    duration_s: float
+    sample_rate: int
+    channels: int
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["warnings"] = list(self.warnings)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrackAnalysis:
+        return cls(**{**data, "warnings": tuple(data.get("warnings", ()))})
+
+
+def snap_bpm(bpm: float) -> float:
+    """A detected tempo as a DAW would want it: a whole number when within ``SNAP_BPM``,
+    else rounded to 0.01 BPM."""
+    nearest = round(bpm)
+    return float(nearest) if abs(bpm - nearest) <= SNAP_BPM else round(bpm, 2)
+
+
+def analyze_track(audio: np.ndarray, sr: int, *, time_signature: str = "4/4") -> TrackAnalysis:
+    """Tempo, first downbeat and key of ``audio`` (its first ``MAX_ANALYSIS_SECONDS``).
+
+    Never raises for musical reasons: a track with no steady beat or no pitch gets None
+    there and a warning saying so.
+    """
+    array = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    excerpt = array[:, : int(MAX_ANALYSIS_SECONDS * sr)]
+    beats, _ = parse_time_signature(time_signature)
+    warnings: list[str] = []
+    bpm: float | None = None
+    downbeat: float | None = None
+    try:
+        estimate = analysis.estimate_tempo(excerpt, sr, beats_per_bar=beats)
+        bpm = snap_bpm(estimate.bpm * quarter_notes_per_beat(time_signature))
+        downbeat = round(estimate.first_downbeat_s, 4)
+    except ValueError as error:
+        warnings.append(f"tempo not detected: {error}")
+    key: str | None = None
+    try:
+        key = str(analysis.estimate_key(excerpt, sr))
+    except ValueError as error:
+        warnings.append(f"key not detected: {error}")
+    return TrackAnalysis(
+        bpm=bpm,
+        first_downbeat_s=downbeat,
+        key=key,
+        duration_s=round(array.shape[1] / sr, 4),
+        sample_rate=sr,
+        channels=int(array.shape[0]),
+        warnings=tuple(warnings),
+    )
