@@ -32,19 +32,17 @@ id it produces is inside the text encoder's embedding table.
 
 Usage::
 
-    python -m generation.testing.ace_step_checkpoints ace-step-tiny DIR
-    python -m generation.testing.ace_step_checkpoints ace-step-random DIR
+    python -m generation.checkpoints ace-step-tiny DIR
+    python -m generation.checkpoints ace-step-random DIR
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import gc
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,21 +326,3 @@ def build_checkpoint(name: str, out_dir: Path, seed: int = 0) -> Path:
     (out_dir / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     logger.info("built %s checkpoint (%.1fM parameters) in %s", name, total / 1e6, out_dir)
     return out_dir
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m generation.testing.ace_step_checkpoints",
-        description="Build a random-weight ACE-Step 1.5 pipeline for tests or benchmarks.",
-    )
-    parser.add_argument("name", choices=sorted(SPECS))
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    build_checkpoint(args.name, args.out_dir, seed=args.seed)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
