@@ -72,7 +72,11 @@ class Engine(Protocol):
     """One model family, loaded once per process."""
 
     name: str  # "musicgen", "ace_step": the request's ``parameters.engine``
-    conditioning: frozenset[Conditioning]
+
+    @property
+    def conditioning(self) -> frozenset[Conditioning]:
+        """What the engine can hear besides its caption."""
+        ...
 
     @property
     def state(self) -> EngineState: ...

@@ -43,13 +43,7 @@ class AceStepLoadError(ModelLoadError):
     """ACE-Step could not be loaded. Names the model, the cache directory and the cause."""
 
     def __init__(self, model_id: str, cache_dir: Path | None, cause: str) -> None:
-        where = str(cache_dir) if cache_dir else "the default Hugging Face cache"
-        Exception.__init__(
-            self, f"cannot load ACE-Step model {model_id!r} (cache: {where}): {cause}"
-        )
-        self.model_id = model_id
-        self.cache_dir = cache_dir
-        self.cause = cause
+        super().__init__(model_id, cache_dir, cause, engine="ACE-Step")
 
 
 @dataclass(frozen=True)
