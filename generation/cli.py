@@ -34,7 +34,7 @@ import soundfile as sf
 from tqdm import tqdm
 from transformers.utils import logging as transformers_logging
 
-from generation.audio.codecs import decode_audio
+from generation.audio.codecs import Excerpt, decode_audio
 from generation.audio.conform import conform
 from generation.engines.ace_step.engine import AceStepEngine
 from generation.engines.ace_step.generate import Sampling
@@ -62,7 +62,7 @@ from generation.stems.output import LocalFolder, finish_set, write_stem
 from generation.stems.prompts import known_stems
 from generation.stems.record import RenderedStem
 from generation.stems.render import render_stems
-from generation.stems.track import analyze_track
+from generation.stems.track import excerpt_for_stems, read_track
 
 logger = logging.getLogger("generation")
 
@@ -150,14 +150,17 @@ def _time_signature(text: str) -> tuple[int, int]:
         ) from None
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise InvalidRequestError(f"cannot read {path}: {error.strerror}") from None
+
+
 def _read_audio(path: Path) -> tuple[np.ndarray, int]:
     """``path`` as float32 ``[channels, samples]`` and its rate; one clear error if not."""
     try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise InvalidRequestError(f"cannot read {path}: {error.strerror}") from None
-    try:
-        return decode_audio(data, what=str(path))
+        return decode_audio(_read_bytes(path), what=str(path))
     except ValueError as error:
         raise InvalidRequestError(str(error)) from None
 
@@ -227,11 +230,16 @@ def _generate(args: argparse.Namespace) -> int:
             "audio_file_id": "local-track" if args.follow is not None else None,
         }
     ).with_seed()
-    track = None
+    excerpt = None
     upload = None
     if args.follow is not None:
-        track = _read_audio(args.follow)
-        upload = analyze_track(*track, time_signature=args.time_signature)
+        # As the service does: read what the analysis uses (bounded memory, downmixed).
+        try:
+            upload, excerpt = read_track(
+                _read_bytes(args.follow), time_signature=args.time_signature, what=str(args.follow)
+            )
+        except ValueError as error:
+            raise InvalidRequestError(str(error)) from None
         logger.info("%s: %s BPM, %s", args.follow, upload.bpm, upload.key)
     try:
         plan = plan_grid(request.parameters, upload)
@@ -240,7 +248,7 @@ def _generate(args: argparse.Namespace) -> int:
     sink = LocalFolder(args.out)
     render = _RENDERERS[request.parameters.engine]
     rendered, model_id, guide = render(
-        args, settings, request=request, plan=plan, track=track, sink=sink
+        args, settings, request=request, plan=plan, excerpt=excerpt, sink=sink
     )
     records = [write_stem(sink, item, request) for item in rendered]
     finish_set(
@@ -269,15 +277,16 @@ def _render_musicgen(
     *,
     request: GenerationRequest,
     plan: GridPlan,
-    track: tuple[np.ndarray, int] | None,
+    excerpt: Excerpt | None,
     sink: LocalFolder,
 ) -> Rendered:
     """MusicGen: every stem from its caption (and a melody model, the track's chords)."""
     del sink
     loaded = model_holder(settings).get()
     melody = None
-    if track is not None and loaded.supports_melody:
-        melody = MelodyCondition(*track)  # a text-only model follows key and tempo in words
+    if excerpt is not None and loaded.supports_melody:
+        # A text-only model follows the track's key and tempo in its prompt instead.
+        melody = MelodyCondition(*excerpt_for_stems(excerpt))
     bar = tqdm(total=None, unit="step", desc="decoding", disable=args.quiet)
 
     def progress(done: int, total: int) -> None:
@@ -299,10 +308,11 @@ def _render_ace_step(
     *,
     request: GenerationRequest,
     plan: GridPlan,
-    track: tuple[np.ndarray, int] | None,
+    excerpt: Excerpt | None,
     sink: LocalFolder,
 ) -> Rendered:
-    """ACE-Step: lego over the followed track, or extract from a guide written first."""
+    """ACE-Step: lego over the followed track (its downmixed start, as read for the
+    analysis), or extract from a guide written first."""
     del args
     if not settings.ace_step_model:
         raise SettingsError("--engine ace_step needs --ace-step-model or ACE_STEP_MODEL")
@@ -316,8 +326,8 @@ def _render_ace_step(
     )
     rate = engine.sample_rate  # loads the engine (a load failure names model and cache)
     guide = None
-    if track is not None:
-        task, context = "lego", context_audio(*track, plan, rate)
+    if excerpt is not None:
+        task, context = "lego", context_audio(excerpt.mono, excerpt.sample_rate, plan, rate)
     else:
         started = time.perf_counter()
         [raw] = engine.generate(guide_batch(request, plan))

@@ -56,6 +56,11 @@ class ModelNotReadyError(GenerationError):
     """The model is still loading or failed to load; generation cannot run now."""
 
 
+class MemoryBudgetError(GenerationError):
+    """Work that cannot fit the worker's memory budget (``WORKER_MEMORY_BUDGET_MB``) even
+    alone; the message says how much it needs."""
+
+
 class StorageError(GenerationError):
     """Blob storage refused or failed an operation (SDK errors are translated into this)."""
 

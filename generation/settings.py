@@ -79,6 +79,12 @@ class GenerationSettings(BaseSettings):
     batch_kv_budget_mb: int = Field(
         3072, ge=64, description="Attention-cache memory one batch may use, MB."
     )
+    worker_memory_budget_mb: int = Field(
+        10240,
+        ge=256,
+        description="Memory a worker may spend on requests in flight beyond the loaded model, "
+        "MB: larger requests are refused with 400, the batcher never exceeds it.",
+    )
     extend_stride_seconds: float = Field(
         DEFAULT_EXTEND_STRIDE_SECONDS,
         gt=0,

@@ -25,6 +25,7 @@ from orchestrators.settings import ServiceSettings, service_settings
 logger = logging.getLogger(__name__)
 
 BATCH_CONTAINER = "generation-batches"
+BATCH_REPORTS_CONTAINER = "generation-batch-reports"
 _container_ready = threading.Event()
 
 
@@ -46,6 +47,7 @@ def batcher() -> ClipBatcher:
         window_s=s.batch_window_ms / 1000,
         max_clips=s.max_batch_size,
         kv_budget_bytes=s.batch_kv_budget_mb << 20,
+        memory_budget_bytes=s.worker_memory_budget_mb << 20,
     )
     holder = model()
     return ClipBatcher(
@@ -147,6 +149,15 @@ def batch_store() -> BlobStore:
     )
 
 
+@functools.cache
+def batch_report_store() -> BlobStore:
+    """Where batch reports go: their own container in the batch files' account (created on
+    first use), so a report never lands among the batch files."""
+    store = batch_store().for_container(BATCH_REPORTS_CONTAINER)
+    store.ensure_container()
+    return store
+
+
 def check_configuration() -> None:
     """Read the settings and build the stores now, so a missing or bad setting fails the
     worker at start with a message naming the key (no network is used)."""
@@ -170,6 +181,7 @@ def reset_for_tests() -> None:
     service_settings.cache_clear()
     _store.cache_clear()
     batch_store.cache_clear()
+    batch_report_store.cache_clear()
     batcher.cache_clear()
     ace_step.cache_clear()
     ace_step_gatherer.cache_clear()

@@ -40,7 +40,7 @@ from generation.stems.track import TrackAnalysis
 MAX_TEMPO_CORRECTION = 0.12
 # Extra generated audio so a stem can be stretched (up to MAX_TEMPO_CORRECTION) and its
 # first downbeat (within its first bar) moved to the grid without running out of audio.
-_STRETCH_MARGIN = 1.0 + MAX_TEMPO_CORRECTION
+STRETCH_MARGIN = 1.0 + MAX_TEMPO_CORRECTION
 LOOP_CROSSFADE_S = 0.05  # at most; never more than a quarter of a beat
 
 
@@ -92,7 +92,7 @@ class GridPlan:
         if self.bars is None:
             return self.duration_s
         bars = self.bars + 1 + (1 if self.loop else 0)
-        return round(bars * self.bar_s * _STRETCH_MARGIN, 3)
+        return round(bars * self.bar_s * STRETCH_MARGIN, 3)
 
     def summary(self) -> dict[str, Any]:
         """The plan as the manifest and the callback report it."""

@@ -6,6 +6,8 @@ import pytest
 import generation.engines.musicgen.batcher as batcher_module
 from generation.engines.musicgen.batcher import BatchPolicy, ClipBatcher
 from generation.engines.musicgen.generate import ClipSpec, SamplingParams, generate_clips
+from generation.engines.musicgen.memory import MB, MemoryProfile, clip_work_bytes
+from generation.errors import MemoryBudgetError
 
 CLIPS = [
     ClipSpec("solo guitar, rock", 1.0, seed=1),
@@ -94,3 +96,75 @@ def test_a_model_that_cannot_load_fails_the_caller_with_its_error():
 
     with pytest.raises(RuntimeError, match="no model"):
         ClipBatcher(broken).generate(CLIPS[:1])
+
+
+# The worker memory budget, with a profile whose numbers are easy to read: 1 MB for the
+# decode, 10 MB per clip-second of audio and post-processing.
+TEST_PROFILE = MemoryProfile(
+    "test", decode_peak_mb=1, clip_fixed_mb=0, clip_mb_per_s=10, kv_bytes_per_position=0
+)
+
+
+def budget_for(loaded, clips, extra_mb=0.0) -> int:
+    """Bytes that fit exactly ``clips`` in one batch (plus ``extra_mb``)."""
+    probe = ClipBatcher(lambda: loaded, BatchPolicy(profile=TEST_PROFILE))
+    kv = sum(probe._kv_bytes(loaded, c) for c in clips)
+    work = sum(clip_work_bytes(TEST_PROFILE, c.duration_s) for c in clips)
+    return kv + work + MB + round(extra_mb * MB)
+
+
+def test_a_leased_clip_holds_its_memory_until_the_lease_ends(tiny_model):
+    first, second = CLIPS[0], CLIPS[1]
+    budget = budget_for(tiny_model, [first], extra_mb=5)  # never both at once
+    batcher = ClipBatcher(
+        lambda: tiny_model,
+        BatchPolicy(window_s=0.2, memory_budget_bytes=budget, profile=TEST_PROFILE),
+    )
+    generated, release, second_done = threading.Event(), threading.Event(), threading.Event()
+
+    def post_process_slowly() -> None:
+        with batcher.lease() as generate:
+            generate([first])
+            generated.set()
+            release.wait(60)  # finishing and writing the stem
+
+    holder = threading.Thread(target=post_process_slowly)
+    holder.start()
+    assert generated.wait(60)
+    assert batcher.held_bytes == clip_work_bytes(TEST_PROFILE, first.duration_s)
+    waiter = threading.Thread(target=lambda: (batcher.generate([second]), second_done.set()))
+    waiter.start()
+    assert not second_done.wait(1.0)  # no room while the first stem is still held
+    release.set()
+    holder.join(60)
+    assert second_done.wait(60)
+    waiter.join(60)
+    assert batcher.batches == [1, 1]
+    assert 0 < batcher.peak_in_flight_bytes <= budget
+    assert batcher.held_bytes == 0
+
+
+def test_concurrent_clips_are_batched_only_as_far_as_the_budget_allows(tiny_model):
+    clips = [ClipSpec(f"solo piano {i}", 1.0, seed=i) for i in range(4)]
+    budget = budget_for(tiny_model, clips[:2], extra_mb=3)  # two 1 s clips, not three
+    batcher = ClipBatcher(
+        lambda: tiny_model,
+        BatchPolicy(window_s=1.0, memory_budget_bytes=budget, profile=TEST_PROFILE),
+    )
+    results = run_concurrently(batcher, [[c] for c in clips])
+    assert sum(batcher.batches) == 4 and max(batcher.batches) <= 2
+    assert batcher.peak_in_flight_bytes <= budget
+    assert all(r[0].shape == (1, 32000) for r in results)
+
+
+def test_a_clip_that_cannot_fit_even_alone_fails_and_others_still_run(tiny_model):
+    small, large = ClipSpec("solo bass", 0.5, seed=1), ClipSpec("solo pads", 2.0, seed=2)
+    budget = budget_for(tiny_model, [small], extra_mb=1)  # 2 s need 20 MB of work
+    batcher = ClipBatcher(
+        lambda: tiny_model,
+        BatchPolicy(window_s=0.2, memory_budget_bytes=budget, profile=TEST_PROFILE),
+    )
+    with pytest.raises(MemoryBudgetError, match="WORKER_MEMORY_BUDGET_MB"):
+        batcher.generate([large])
+    [audio] = batcher.generate([small])
+    assert audio.shape == (1, 16000) and batcher.held_bytes == 0
