@@ -3,8 +3,11 @@
     python -m generation generate --stems guitar bass drums --duration 10 --bpm 120 \\
         --style rock --prompt "energetic rock" --seed 7 --out OUT_DIR [--model ID_OR_DIR] \\
         [--bars 8] [--time-signature 4/4] [--loop] [--follow TRACK.wav]
+        [--engine musicgen|ace_step] [--ace-step-model ID_OR_DIR]
 
-writes ``OUT_DIR/<stem>.wav``, the preview ``OUT_DIR/mix.wav`` and ``OUT_DIR/manifest.json``.
+writes ``OUT_DIR/<stem>.wav``, the preview ``OUT_DIR/mix.wav`` and ``OUT_DIR/manifest.json``
+(with ``--engine ace_step`` and no ``--follow``, also the guide the stems came from,
+``OUT_DIR/guide.flac``).
 With a tempo (``--bpm`` or the ``--follow`` track's) the stems are tempo-locked and cut to
 whole bars, as the service does. Exit codes: 0 done, 2 bad input, 1 the model could not be
 loaded or generation failed; errors are one line on stderr.
@@ -26,30 +29,44 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 from transformers.utils import logging as transformers_logging
 
-from generation.audio.codecs import decode_audio
+from generation.audio.codecs import Excerpt, decode_audio
 from generation.audio.conform import conform
+from generation.engines.ace_step.engine import AceStepEngine
+from generation.engines.ace_step.generate import Sampling
 from generation.engines.musicgen.generate import MelodyCondition
-from generation.engines.musicgen.loader import model_holder
+from generation.engines.musicgen.loader import model_holder, resolve_device
 from generation.errors import GenerationError, InvalidRequestError, SettingsError
 from generation.request import (
+    Engine,
+    GenerationRequest,
     OutputFormat,
     parse_request,
     parse_time_signature,
     quarter_notes_per_beat,
 )
-from generation.settings import load_generation_settings
-from generation.stems.grid import plan_grid
+from generation.settings import GenerationSettings, load_generation_settings
+from generation.stems.context import (
+    context_audio,
+    finish_guide,
+    guide_batch,
+    render_parts,
+    write_guide,
+)
+from generation.stems.grid import GridPlan, plan_grid
 from generation.stems.output import LocalFolder, finish_set, write_stem
 from generation.stems.prompts import known_stems
+from generation.stems.record import RenderedStem
 from generation.stems.render import render_stems
 from generation.stems.track import excerpt_for_stems, read_track
 from generation.studio import local as studio_local
@@ -101,7 +118,17 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=None)
     gen.add_argument("--guidance-scale", type=float, default=None)
     gen.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    gen.add_argument(
+        "--engine",
+        default="musicgen",
+        choices=[e.value for e in Engine],
+        help="musicgen (default), or ace_step: stems over --follow's track (lego), else "
+        "extracted from one guide performance (guide.flac)",
+    )
     gen.add_argument("--model", default=None, help="hub id or local directory (MUSICGEN_MODEL)")
+    gen.add_argument(
+        "--ace-step-model", default=None, help="ACE-Step base checkpoint (ACE_STEP_MODEL)"
+    )
     gen.add_argument("--cache-dir", default=None, help="model cache directory (MODEL_CACHE_DIR)")
     gen.add_argument("--gpu", action="store_true", help="use CUDA when present (USE_GPU)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -198,6 +225,7 @@ def _generate(args: argparse.Namespace) -> int:
     started_at = datetime.now(UTC).isoformat()
     overrides = {
         "musicgen_model": args.model,
+        "ace_step_model": args.ace_step_model,
         "model_cache_dir": Path(args.cache_dir) if args.cache_dir else None,
         "use_gpu": True if args.gpu else None,
     }
@@ -218,6 +246,7 @@ def _generate(args: argparse.Namespace) -> int:
         "top_p": args.top_p,
         "temperature": args.temperature,
         "guidance_scale": args.guidance_scale,
+        "engine": args.engine,
     }
     request = parse_request(
         {
@@ -230,25 +259,63 @@ def _generate(args: argparse.Namespace) -> int:
             "audio_file_id": "local-track" if args.follow is not None else None,
         }
     ).with_seed()
+    excerpt = None
     upload = None
-    melody = None
     if args.follow is not None:
-        # As the service does: read what the analysis uses, then the stems' mono copy.
+        # As the service does: read what the analysis uses (bounded memory, downmixed).
         try:
             upload, excerpt = read_track(
                 _read_bytes(args.follow), time_signature=args.time_signature, what=str(args.follow)
             )
         except ValueError as error:
             raise InvalidRequestError(str(error)) from None
-        melody = MelodyCondition(*excerpt_for_stems(excerpt))
         logger.info("%s: %s BPM, %s", args.follow, upload.bpm, upload.key)
     try:
         plan = plan_grid(request.parameters, upload)
     except ValueError as error:
         raise InvalidRequestError(str(error)) from None
+    sink = LocalFolder(args.out)
+    render = _RENDERERS[request.parameters.engine]
+    rendered, model_id, guide = render(
+        args, settings, request=request, plan=plan, excerpt=excerpt, sink=sink
+    )
+    records = [write_stem(sink, item, request) for item in rendered]
+    finish_set(
+        sink,
+        request,
+        records,
+        plan=plan,
+        upload=upload,
+        audio=[item.audio for item in rendered],
+        model_id=model_id,
+        started_at=started_at,
+        guide=guide,
+    )
+    logger.info(
+        "wrote %d stem(s) and manifest.json to %s (seed %d)", len(rendered), args.out, request.seed
+    )
+    return 0
+
+
+Rendered = tuple[list[RenderedStem], str, dict[str, Any] | None]
+
+
+def _render_musicgen(
+    args: argparse.Namespace,
+    settings: GenerationSettings,
+    *,
+    request: GenerationRequest,
+    plan: GridPlan,
+    excerpt: Excerpt | None,
+    sink: LocalFolder,
+) -> Rendered:
+    """MusicGen: every stem from its caption (and a melody model, the track's chords)."""
+    del sink
     loaded = model_holder(settings).get()
-    if melody is not None and not loaded.supports_melody:
-        melody = None  # a text-only model follows the track's key and tempo in its prompt
+    melody = None
+    if excerpt is not None and loaded.supports_melody:
+        # A text-only model follows the track's key and tempo in its prompt instead.
+        melody = MelodyCondition(*excerpt_for_stems(excerpt))
     bar = tqdm(total=None, unit="step", desc="decoding", disable=args.quiet)
 
     def progress(done: int, total: int) -> None:
@@ -261,22 +328,63 @@ def _generate(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
-    sink = LocalFolder(args.out)
-    records = [write_stem(sink, item, request) for item in rendered]
-    finish_set(
-        sink,
+    return rendered, loaded.model_id, None
+
+
+def _render_ace_step(
+    args: argparse.Namespace,
+    settings: GenerationSettings,
+    *,
+    request: GenerationRequest,
+    plan: GridPlan,
+    excerpt: Excerpt | None,
+    sink: LocalFolder,
+) -> Rendered:
+    """ACE-Step: lego over the followed track (its downmixed start, as read for the
+    analysis), or extract from a guide written first."""
+    del args
+    if not settings.ace_step_model:
+        raise SettingsError("--engine ace_step needs --ace-step-model or ACE_STEP_MODEL")
+    engine = AceStepEngine(
+        settings.ace_step_model,
+        settings.model_cache_dir,
+        device=resolve_device(settings.use_gpu),
+        precision=settings.ace_step_precision,
+        guide_model=settings.ace_step_guide_model,
+        base_sampling=Sampling(steps=settings.ace_step_steps),
+    )
+    rate = engine.sample_rate  # loads the engine (a load failure names model and cache)
+    guide = None
+    if excerpt is not None:
+        task, context = "lego", context_audio(excerpt.mono, excerpt.sample_rate, plan, rate)
+    else:
+        started = time.perf_counter()
+        [raw] = engine.generate(guide_batch(request, plan))
+        context, warnings = finish_guide(raw, rate, plan)
+        guide = write_guide(
+            sink,
+            request,
+            context,
+            rate,
+            model_id=engine.checkpoint_for("text2music"),
+            generation_seconds=time.perf_counter() - started,
+            warnings=warnings,
+        )
+        task = "extract"
+    rendered = render_parts(
+        engine.generate,
         request,
-        records,
-        plan=plan,
-        upload=upload,
-        audio=[item.audio for item in rendered],
-        model_id=loaded.model_id,
-        started_at=started_at,
+        plan,
+        request.target_stems,
+        task=task,
+        context=context,
+        sample_rate=rate,
+        model_id=engine.checkpoint_for(task),
     )
-    logger.info(
-        "wrote %d stem(s) and manifest.json to %s (seed %d)", len(rendered), args.out, request.seed
-    )
-    return 0
+    return rendered, engine.checkpoint_for(task), guide
+
+
+_RENDERERS = {Engine.MUSICGEN: _render_musicgen, Engine.ACE_STEP: _render_ace_step}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,11 +38,15 @@ class SettingsError(GenerationError):
 
 
 class ModelLoadError(GenerationError):
-    """MusicGen could not be loaded. Names the model, the cache directory and the cause."""
+    """An engine's model could not be loaded. Names the engine, the model, the cache
+    directory and the cause."""
 
-    def __init__(self, model_id: str, cache_dir: Path | None, cause: str) -> None:
+    def __init__(
+        self, model_id: str, cache_dir: Path | None, cause: str, *, engine: str = "MusicGen"
+    ) -> None:
         where = str(cache_dir) if cache_dir else "the default Hugging Face cache"
-        super().__init__(f"cannot load MusicGen model {model_id!r} (cache: {where}): {cause}")
+        super().__init__(f"cannot load {engine} model {model_id!r} (cache: {where}): {cause}")
+        self.engine = engine
         self.model_id = model_id
         self.cache_dir = cache_dir
         self.cause = cause

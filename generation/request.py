@@ -63,6 +63,14 @@ class Stem(StrEnum):
     PADS = "pads"
 
 
+class Engine(StrEnum):
+    """Which model family makes the stems: MusicGen (default, text-conditioned) or ACE-Step
+    1.5 (parts made from their musical context: lego over an upload, extract from a guide)."""
+
+    MUSICGEN = "musicgen"
+    ACE_STEP = "ace_step"
+
+
 class OutputFormat(StrEnum):
     """Audio file encodings: ``wav`` is 16-bit PCM; ``flac`` is lossless 24-bit; ``mp3`` is
     MPEG-1 Layer III (lossy, for previews)."""
@@ -126,6 +134,10 @@ class GenerationParameters(BaseModel):
     )
     style: str = Field("", max_length=200)
     prompt: str = Field("", max_length=1000)
+    engine: Engine = Field(
+        Engine.MUSICGEN,
+        description="musicgen (default) or ace_step (needs a worker configured with it).",
+    )
     top_k: StrictInt | None = Field(None, ge=0, le=2048)
     top_p: StrictNumber | None = Field(None, ge=0, le=1)
     temperature: StrictNumber | None = Field(None, gt=0, le=10)

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from generation.errors import SettingsError
 
 DEFAULT_MODEL_ID = "facebook/musicgen-small"
+ENGINE_NAMES = ("musicgen", "ace_step")
 # MusicGen's own sampling defaults and audiocraft's continuation window: the one place these
 # numbers live (the engine's signatures default to them too).
 DEFAULT_TOP_K = 250
@@ -96,6 +97,43 @@ class GenerationSettings(BaseSettings):
     hf_hub_offline: bool = Field(
         False, description="Never download: a model missing from the cache fails to load."
     )
+    engines: str = Field(
+        "musicgen",
+        description="Comma-separated engines this worker loads: musicgen (always), ace_step.",
+    )
+    ace_step_model: str | None = Field(
+        None,
+        description="ACE-Step base checkpoint (hub id or local directory, diffusers layout); "
+        "required when ENGINES has ace_step.",
+    )
+    ace_step_guide_model: str | None = Field(
+        None,
+        description="Optional ACE-Step turbo checkpoint for the guide (shares the base's VAE "
+        "and text encoder); without it the base model makes the guide.",
+    )
+    ace_step_precision: Literal["auto", "float32"] = Field(
+        "auto", description="auto = bf16 networks with an fp32 VAE; float32 = exact."
+    )
+    ace_step_steps: int = Field(
+        50, ge=1, le=200, description="Denoising steps of the base checkpoint."
+    )
+
+    @property
+    def engine_names(self) -> tuple[str, ...]:
+        """The engines this worker loads, MusicGen first (it is always loaded)."""
+        names = [n.strip() for n in self.engines.split(",") if n.strip()]
+        return ("musicgen", *(n for n in dict.fromkeys(names) if n != "musicgen"))
+
+    @model_validator(mode="after")
+    def _engines_known_and_configured(self) -> GenerationSettings:
+        unknown = [n for n in self.engine_names if n not in ENGINE_NAMES]
+        if unknown:
+            raise ValueError(
+                f"ENGINES: unknown engine(s) {', '.join(unknown)}; known: {', '.join(ENGINE_NAMES)}"
+            )
+        if "ace_step" in self.engine_names and not self.ace_step_model:
+            raise ValueError("ACE_STEP_MODEL must name a checkpoint when ENGINES has ace_step")
+        return self
 
     @model_validator(mode="after")
     def _stride_inside_window(self) -> GenerationSettings:

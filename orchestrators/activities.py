@@ -8,6 +8,7 @@ leak). Inputs and outputs are plain JSON dicts holding blob names and URLs, neve
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import azure.durable_functions as df
@@ -17,7 +18,15 @@ from generation.adapters.storage import BlobSink, generation_blob_name, upload_b
 from generation.audio.codecs import Excerpt, decode_audio, encode_audio
 from generation.engines.musicgen.generate import MelodyCondition
 from generation.errors import BlobNotFoundError, UploadError
-from generation.request import GenerationRequest, OutputFormat
+from generation.request import Engine, GenerationRequest, OutputFormat, Stem
+from generation.stems.context import (
+    context_audio,
+    finish_guide,
+    guide_batch,
+    read_guide,
+    render_parts,
+    write_guide,
+)
 from generation.stems.grid import GridPlan, plan_grid
 from generation.stems.manifest import musical_summary
 from generation.stems.output import finish_set, write_stem
@@ -109,21 +118,16 @@ def analyze_upload(payload: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "analysis": analysis.to_dict()}
 
 
-@bp.activity_trigger(input_name="payload", activity="generate_stem")
-def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
-    """Generate one stem, put it on the request's grid, gain-stage it and write it to
-    ``generations/{id}/{stem}.{ext}`` (overwrite).
-
-    Input: ``{"request": <request dict, seed set>, "stem": str, "stem_index": int,
-    "upload": <TrackAnalysis dict> | None}``. With an upload and a melody checkpoint the
-    stem is conditioned on the uploaded track. Output: the stem's blob name and URL,
-    prompt, seed, duration (s), samples, sample rate (Hz), model id, generation time (s),
-    detected raw tempo, stretch ratio, loudness (LUFS), true peak (dBTP), warnings and the
-    request's ``musical`` summary.
-    """
-    request = _request(payload["request"])
-    stem = parse_stem(payload["stem"])
-    upload, plan = _upload_and_plan(request, payload)
+def _musicgen_stem(
+    request: GenerationRequest,
+    stem: Stem,
+    upload: TrackAnalysis | None,
+    plan: GridPlan,
+    payload: dict[str, Any],
+) -> StemRecord:
+    """MusicGen: the stem from its caption (and, with a melody checkpoint, the upload's
+    chords), through the cross-request batcher, locked to the grid and written."""
+    del payload
     settings = runtime.settings()
     loaded = runtime.model().get()  # loaded once per worker; waits if still loading
     melody = None
@@ -144,7 +148,90 @@ def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
             melody=melody,
             generate=generate,
         )
-        record = write_stem(_sink(request), rendered, request)
+        return write_stem(_sink(request), rendered, request)
+
+
+def _ace_step_stem(
+    request: GenerationRequest,
+    stem: Stem,
+    upload: TrackAnalysis | None,
+    plan: GridPlan,
+    payload: dict[str, Any],
+) -> StemRecord:
+    """ACE-Step: ``lego`` over the uploaded track (the copy the analysis wrote: its start,
+    downmixed, at most 180 s), or ``extract`` from the request's guide; stems of the request
+    running at the same time share one batch (runtime's gatherer)."""
+    engine = runtime.ace_step()
+    if upload is not None:
+        name = generation_blob_name(request.generation_request_id, EXCERPT_NAME)
+        audio, rate = decode_audio(_sink(request).read(name), what=name)
+        task, context_id = "lego", name
+    else:
+        guide = payload.get("guide")
+        if not guide:
+            raise ValueError("an ace_step stem without an upload needs the request's guide")
+        audio, rate = read_guide(_sink(request), guide)
+        task, context_id = "extract", guide["file"]
+    context = context_audio(audio, rate, plan, engine.sample_rate)
+    [rendered] = render_parts(
+        lambda batch: runtime.ace_step_gatherer().generate(batch, context_id),
+        request,
+        plan,
+        [stem],
+        task=task,
+        context=context,
+        sample_rate=engine.sample_rate,
+        model_id=engine.checkpoint_for(task),
+    )
+    return write_stem(_sink(request), rendered, request)
+
+
+_STEM_RENDERERS = {Engine.MUSICGEN: _musicgen_stem, Engine.ACE_STEP: _ace_step_stem}
+
+
+@bp.activity_trigger(input_name="payload", activity="generate_guide")
+def generate_guide(payload: dict[str, Any]) -> dict[str, Any]:
+    """The request's guide performance (ACE-Step text2music with its tempo, key, metre,
+    style and prompt), put on the grid and written as ``generations/{id}/guide.flac``
+    (overwrite). Input: ``{"request"}``. Output: the guide's record (file, URL, model id,
+    task, seed, samples, sample rate, warnings): the stems are extracted from it.
+    """
+    request = _request(payload["request"])
+    plan = plan_grid(request.parameters)
+    engine = runtime.ace_step()
+    started = time.perf_counter()
+    [raw] = engine.generate(guide_batch(request, plan))
+    audio, warnings = finish_guide(raw, engine.sample_rate, plan)
+    return write_guide(
+        _sink(request),
+        request,
+        audio,
+        engine.sample_rate,
+        model_id=engine.checkpoint_for("text2music"),
+        generation_seconds=time.perf_counter() - started,
+        warnings=warnings,
+    )
+
+
+@bp.activity_trigger(input_name="payload", activity="generate_stem")
+def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
+    """Generate one stem, put it on the request's grid, gain-stage it and write it to
+    ``generations/{id}/{stem}.{ext}`` (overwrite).
+
+    Input: ``{"request": <request dict, seed set>, "stem": str, "stem_index": int,
+    "upload": <TrackAnalysis dict> | None, "guide": <generate_guide output> (ACE-Step
+    without an upload)}``. The request's engine makes it: MusicGen (with an upload and a
+    melody checkpoint, conditioned on the track), or ACE-Step (lego over the upload, or
+    extract from the guide). Output: the stem's blob name and URL,
+    prompt, seed, duration (s), samples, sample rate (Hz), model id, generation time (s),
+    detected raw tempo, stretch ratio, loudness (LUFS), true peak (dBTP), warnings and the
+    request's ``musical`` summary.
+    """
+    request = _request(payload["request"])
+    stem = parse_stem(payload["stem"])
+    upload, plan = _upload_and_plan(request, payload)
+    render = _STEM_RENDERERS[request.parameters.engine]
+    record = render(request, stem, upload, plan, payload)
     return {**record.to_dict(), "musical": musical_summary(plan, upload)}
 
 
@@ -158,9 +245,10 @@ def finalize_generation(payload: dict[str, Any]) -> dict[str, Any]:
     ``generations/{id}/manifest.json`` beside them (both overwritten on a retry).
 
     Input: ``{"request", "stems": [generate_stem outputs], "failed_stems", "started_at",
-    "upload": <TrackAnalysis dict> | None, "warnings": [str]}``. Output:
-    ``{"manifest_blob_name", "manifest_url", "mix_url", "musical", "warnings"}``. A mix
-    that cannot be made is a warning in the manifest, not a lost manifest.
+    "upload": <TrackAnalysis dict> | None, "guide": <generate_guide output> | None,
+    "warnings": [str]}``. Output: ``{"manifest_blob_name", "manifest_url", "mix_url",
+    "musical", "warnings"}``. A mix that cannot be made is a warning in the manifest, not
+    a lost manifest.
     """
     request = _request(payload["request"])
     records = [StemRecord.from_dict(_record_fields(s)) for s in payload["stems"]]
@@ -175,6 +263,7 @@ def finalize_generation(payload: dict[str, Any]) -> dict[str, Any]:
         failed_stems=payload.get("failed_stems", []),
         warnings=payload.get("warnings", []),
         started_at=payload.get("started_at"),
+        guide=payload.get("guide"),
     )
     return {
         "manifest_blob_name": delivery.manifest_file,

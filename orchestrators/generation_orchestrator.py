@@ -9,6 +9,7 @@ into blobs and slow every replay.
 Flow::
 
     [analyze_upload (with an audio_file_id; retried)]
+        -> [generate_guide (engine ace_step without a usable upload; retried)]
         -> generate_stem x N (in parallel, each retried)
         -> finalize_generation (mix + manifest; retried)
         -> send_callback (last; retries HTTP itself and never raises)
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 ANALYZE_UPLOAD = "analyze_upload"
+GENERATE_GUIDE = "generate_guide"
 GENERATE_STEM = "generate_stem"
 FINALIZE_GENERATION = "finalize_generation"
 SEND_CALLBACK = "send_callback"
@@ -111,7 +113,18 @@ def orchestrate(context: df.DurableOrchestrationContext) -> OrchestrationGenerat
     if warnings:
         known["warnings"] = list(warnings)
     context.set_custom_status(_status("generating", progress, known))
-    results, errors = yield from _fan_out(context, request, upload, progress, known)
+    guide: dict[str, Any] | None = None
+    if request["parameters"].get("engine") == "ace_step" and upload is None:
+        # Without a track to play along with, the stems come out of one guide performance.
+        guide = yield from _generate_guide(context, request)
+    if guide is not None and not guide["ok"]:
+        results: dict[int, dict[str, Any]] = {}
+        errors = {i: f"guide: {guide['error']}" for i in range(len(stems))}
+        progress.update({stem: "failed" for stem in stems})
+    else:
+        results, errors = yield from _fan_out(
+            context, request, upload, progress, known=known, guide=guide
+        )
 
     # Fan-in in request order, whatever order the stems finished in.
     succeeded = [results[i] for i in range(len(stems)) if i in results]
@@ -125,18 +138,17 @@ def orchestrate(context: df.DurableOrchestrationContext) -> OrchestrationGenerat
     manifest_error: str | None = None
     musical: dict[str, Any] | None = succeeded[0].get("musical") if succeeded else None
     try:
-        manifest = yield context.call_activity_with_retry(
-            FINALIZE_GENERATION,
-            RETRY,
-            {
-                "request": request,
-                "stems": succeeded,
-                "failed_stems": failed_stems,
-                "started_at": started_at,
-                "upload": upload,
-                "warnings": warnings,
-            },
-        )
+        finalize: dict[str, Any] = {
+            "request": request,
+            "stems": succeeded,
+            "failed_stems": failed_stems,
+            "started_at": started_at,
+            "upload": upload,
+            "warnings": warnings,
+        }
+        if guide is not None and guide["ok"]:
+            finalize["guide"] = guide["guide"]
+        manifest = yield context.call_activity_with_retry(FINALIZE_GENERATION, RETRY, finalize)
         manifest_url = manifest["manifest_url"]
         mix_url = manifest["mix_url"]
         musical = manifest["musical"]
@@ -181,21 +193,38 @@ def _analyze_upload(
     return analysis
 
 
+def _generate_guide(
+    context: df.DurableOrchestrationContext, request: dict[str, Any]
+) -> Generator[TaskBase, Any, dict[str, Any]]:
+    """The guide performance: ``{"ok": True, "guide": <its record>}`` or ``{"ok": False,
+    "error"}`` once its retries are spent."""
+    try:
+        record: dict[str, Any] = yield context.call_activity_with_retry(
+            GENERATE_GUIDE, RETRY, {"request": request}
+        )
+    except Exception as error:  # noqa: BLE001 - the SDK raises a bare Exception for a failed task
+        return {"ok": False, "error": _one_line(error)}
+    return {"ok": True, "guide": record}
+
+
 def _fan_out(
     context: df.DurableOrchestrationContext,
     request: dict[str, Any],
     upload: dict[str, Any] | None,
     progress: dict[str, str],
+    *,
     known: dict[str, Any],
+    guide: dict[str, Any] | None = None,
 ) -> Generator[TaskBase, Any, tuple[dict[int, dict[str, Any]], dict[int, str]]]:
     """One ``generate_stem`` per stem, in parallel; results and one-line errors by index.
     ``progress`` and the custom status (with ``known``) follow each stem as it finishes."""
     stems: list[str] = list(request["target_stems"])
+    payload: dict[str, Any] = {"request": request, "upload": upload}
+    if guide is not None:
+        payload["guide"] = guide["guide"]
     tasks = [
         context.call_activity_with_retry(
-            GENERATE_STEM,
-            RETRY,
-            {"request": request, "stem": stem, "stem_index": index, "upload": upload},
+            GENERATE_STEM, RETRY, {**payload, "stem": stem, "stem_index": index}
         )
         for index, stem in enumerate(stems)
     ]

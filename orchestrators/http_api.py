@@ -24,9 +24,10 @@ import azure.durable_functions as df
 import azure.functions as func
 import torch
 
+from generation.engines.base import EngineState
 from generation.engines.musicgen.loader import ModelState
 from generation.errors import InvalidRequestError
-from generation.request import check_id, parse_request
+from generation.request import Engine, GenerationRequest, check_id, parse_request
 from orchestrators import admission, runtime
 from orchestrators.body import MAX_BODY_BYTES, decode_json
 from orchestrators.starter import (
@@ -85,6 +86,36 @@ def decode_json_body(req: func.HttpRequest) -> Any:
     return decode_json(req.get_body() or b"", max_bytes=MAX_BODY_BYTES)
 
 
+def _refusal(request: GenerationRequest) -> func.HttpResponse | None:
+    """Why a valid request cannot start here (admission limits, then its engine), or None."""
+    refused = admission.refusal(request)
+    if refused is not None:
+        return _bad_request(refused.errors)
+    return _engine_refusal(request)
+
+
+def _engine_refusal(request: GenerationRequest) -> func.HttpResponse | None:
+    """400 when this worker does not serve the request's engine, 503 when it does but the
+    engine is still loading or failed to load; None when the request may start. MusicGen is
+    always served and its activities wait for its load, so it is never refused here."""
+    name = request.parameters.engine
+    if name is Engine.MUSICGEN:
+        return None
+    served = runtime.engine(name.value)
+    if served is None:
+        message = (
+            f"engine {name.value!r} is not served by this worker "
+            f"(ENGINES={','.join(runtime.settings().engine_names)})"
+        )
+        return _bad_request([{"field": "parameters.engine", "message": message, "type": "enum"}])
+    if served.state is EngineState.AVAILABLE:
+        return None
+    if served.state is EngineState.NOT_LOADED:
+        served.warm_up_in_background()  # MODEL_WARMUP_ON_START false: start it now
+    detail = f": {served.error}" if served.error is not None else ""
+    return _unavailable(f"engine {name.value!r} is {served.state.value}{detail}")
+
+
 def status_url(req: func.HttpRequest, instance_id: str) -> str:
     """This service's own status URL for ``instance_id`` (``GET /generate/{id}``), on the
     scheme and host the caller used. No Durable management URL is ever returned: those
@@ -106,9 +137,9 @@ async def handle_generate(req: func.HttpRequest, client: DurableClient) -> func.
         request = parse_request(decode_json_body(req))
     except InvalidRequestError as error:
         return _bad_request(error.errors)
-    refused = admission.refusal(request)
-    if refused is not None:
-        return _bad_request(refused.errors)
+    refusal = _refusal(request)
+    if refusal is not None:
+        return refusal
     instance_id = request.generation_request_id
     try:
         outcome = await start_once(client, request, before_restart=clear_outputs)
@@ -196,15 +227,21 @@ def health_report() -> tuple[dict[str, Any], int]:
     holder = runtime.model()
     state = holder.state
     musicgen = state.value if state is not ModelState.FAILED else ModelState.NOT_LOADED.value
+    ace_step = runtime.engine(Engine.ACE_STEP.value)
     storage_ok = runtime.blob_store_reachable()
     gpu_available = torch.cuda.is_available()
-    healthy = state is ModelState.AVAILABLE and storage_ok
+    healthy = (
+        state is ModelState.AVAILABLE
+        and storage_ok
+        and all(e.state is EngineState.AVAILABLE for e in runtime.engines())
+    )
     body = {
         "status": "healthy" if healthy else "unhealthy",
         "timestamp": datetime.now(UTC).isoformat(),
         "services": {
             "stable_audio": "not_loaded",
             "musicgen": musicgen,
+            "ace_step": "disabled" if ace_step is None else ace_step.state.value,
             "storage": "connected" if storage_ok else "disconnected",
             "device": "gpu" if holder.device.type == "cuda" else "cpu",
         },

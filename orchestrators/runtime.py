@@ -12,8 +12,13 @@ import logging
 import threading
 
 from generation.adapters.storage import BlobStore
+from generation.engines.ace_step.batcher import AceStepGatherer
+from generation.engines.ace_step.engine import AceStepEngine
+from generation.engines.ace_step.generate import Sampling
+from generation.engines.base import Engine
 from generation.engines.musicgen.batcher import BatchPolicy, ClipBatcher
-from generation.engines.musicgen.loader import ModelHolder, model_holder
+from generation.engines.musicgen.engine import MusicGenEngine
+from generation.engines.musicgen.loader import ModelHolder, model_holder, resolve_device
 from generation.errors import SettingsError
 from orchestrators.settings import ServiceSettings, service_settings
 
@@ -48,6 +53,45 @@ def batcher() -> ClipBatcher:
     return ClipBatcher(
         holder.get, policy, window_s=s.window_seconds, stride_s=s.extend_stride_seconds
     )
+
+
+@functools.cache
+def ace_step() -> AceStepEngine:
+    """This process's ACE-Step engine (built on first use, loaded on first ``get``/warm-up);
+    only meaningful when ``ENGINES`` has ``ace_step``."""
+    s = settings()
+    if not s.ace_step_model:
+        raise SettingsError("ACE_STEP_MODEL must name a checkpoint when ENGINES has ace_step")
+    return AceStepEngine(
+        s.ace_step_model,
+        s.model_cache_dir,
+        device=resolve_device(s.use_gpu),
+        precision=s.ace_step_precision,
+        guide_model=s.ace_step_guide_model,
+        base_sampling=Sampling(steps=s.ace_step_steps),
+    )
+
+
+@functools.cache
+def ace_step_gatherer() -> AceStepGatherer:
+    """Stems of one request, from separate activities, through ACE-Step's DiT together."""
+    return AceStepGatherer(
+        ace_step().generate, window_s=settings().batch_window_ms / 1000, max_clips=8
+    )
+
+
+def engine(name: str) -> Engine | None:
+    """The engine ``name`` if this worker serves it (``ENGINES``), else None."""
+    if name not in settings().engine_names:
+        return None
+    if name == "musicgen":
+        return MusicGenEngine(model(), batcher().generate)
+    return ace_step()
+
+
+def engines() -> list[Engine]:
+    """Every engine this worker serves, MusicGen first."""
+    return [e for e in (engine(n) for n in settings().engine_names) if e is not None]
 
 
 def store_from_settings(s: ServiceSettings, container: str | None = None) -> BlobStore:
@@ -123,11 +167,13 @@ def check_configuration() -> None:
 
 
 def start_model_warmup() -> None:
-    """Begin loading MusicGen in the background unless ``MODEL_WARMUP_ON_START`` is false."""
+    """Begin loading every engine this worker serves in the background, unless
+    ``MODEL_WARMUP_ON_START`` is false."""
     if settings().model_warmup_on_start:
-        model().warm_up_in_background()
+        for served in engines():
+            served.warm_up_in_background()
     else:
-        logger.info("MODEL_WARMUP_ON_START is false: MusicGen loads on the first request")
+        logger.info("MODEL_WARMUP_ON_START is false: the engines load on the first request")
 
 
 def reset_for_tests() -> None:
@@ -137,6 +183,8 @@ def reset_for_tests() -> None:
     batch_store.cache_clear()
     batch_report_store.cache_clear()
     batcher.cache_clear()
+    ace_step.cache_clear()
+    ace_step_gatherer.cache_clear()
     _container_ready.clear()
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything and run the test suite: venv + packages, Azurite, the tiny checkpoint,
+# Set up everything and run the test suite: venv + packages, Azurite, the tiny checkpoints,
 # ruff, then pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,10 @@ if [ ! -f .checkpoints/tiny/config.json ]; then
   .venv/bin/python -m generation.checkpoints tiny .checkpoints/tiny
 fi
 export MUSICGEN_TEST_CHECKPOINT="$PWD/.checkpoints/tiny"
+if [ ! -f .checkpoints/ace-step-tiny/model_index.json ]; then
+  .venv/bin/python -m generation.checkpoints ace-step-tiny .checkpoints/ace-step-tiny
+fi
+export ACE_STEP_TEST_CHECKPOINT="$PWD/.checkpoints/ace-step-tiny"
 export HF_HUB_OFFLINE=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

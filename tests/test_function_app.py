@@ -27,6 +27,7 @@ def test_every_function_is_indexed(function_app):
         "health",
         "stem_generation_orchestrator",
         "analyze_upload",
+        "generate_guide",
         "generate_stem",
         "finalize_generation",
         "send_callback",

@@ -25,10 +25,12 @@ def build_manifest(
     upload: TrackAnalysis | None = None,
     mix: MixRecord | None = None,
     warnings: Sequence[str] = (),
+    guide: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``manifest.json`` document: the request, the musical grid (``musical``: target
     tempo, bars, time signature, key, the upload's analysis), each stem, the mix, failures,
-    warnings and timings."""
+    warnings and timings; ``guide``: the guide performance the stems were extracted from
+    (ACE-Step without an upload), else None."""
     plan = plan or plan_grid(request.parameters, upload)
     return {
         "generation_request_id": request.generation_request_id,
@@ -39,6 +41,7 @@ def build_manifest(
         "musical": musical_summary(plan, upload),
         "stems": [r.to_dict() for r in records],
         "mix": mix.to_dict() if mix is not None else None,
+        "guide": guide,
         "failed_stems": list(failed_stems),
         "warnings": list(warnings),
         "timings": timings or {},

@@ -146,6 +146,7 @@ def finish_set(
     failed_stems: Sequence[dict[str, Any]] = (),
     warnings: Sequence[str] = (),
     started_at: str | None = None,
+    guide: dict[str, Any] | None = None,
 ) -> Delivery:
     """Write the preview mix of the placed stems ``records`` and ``manifest.json``.
 
@@ -176,6 +177,7 @@ def finish_set(
         upload=upload,
         mix=mix_record,
         warnings=all_warnings,
+        guide=guide,
     )
     data = (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     file, url = sink.write(MANIFEST_NAME, data, "application/json")

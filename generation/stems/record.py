@@ -36,12 +36,17 @@ class StemRecord:
     true_peak_dbtp: float | None = None
     melody_conditioned: bool = False
     warnings: tuple[str, ...] = ()
+    engine: str = "musicgen"  # which engine made it ("musicgen", "ace_step")
+    task: str = "text2music"  # the engine's task: text2music; ACE-Step lego, extract
     file: str | None = None  # set by ``placed``: output-folder file name or blob name
     blob_url: str | None = None  # set by ``placed`` in the service
 
     # What the callback says about each stem (the manifest has everything).
     CALLBACK_FIELDS: ClassVar[tuple[str, ...]] = (
         "stem",
+        "engine",
+        "model_id",
+        "task",
         "blob_url",
         "duration_seconds",
         "samples",

@@ -10,6 +10,8 @@ Usage::
     python -m generation.testing.checkpoints tiny DIR
     python -m generation.testing.checkpoints tiny-melody DIR
     python -m generation.testing.checkpoints musicgen-small-random DIR
+    python -m generation.testing.checkpoints ace-step-tiny DIR      (ACE-Step 1.5; see
+    python -m generation.testing.checkpoints ace-step-random DIR     ``ace_step_checkpoints``)
 
 ``tiny-melody`` is a ``MusicgenMelodyForConditionalGeneration`` (facebook/musicgen-melody's
 layout: chroma and text as a prefix of the decoder's input, no cross-attention).
@@ -41,6 +43,8 @@ from transformers import (
     T5Config,
     T5Tokenizer,
 )
+
+from generation.testing import ace_step_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -317,14 +321,18 @@ def _save_melody_processor(tokenizer: T5Tokenizer, out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m generation.testing.checkpoints",
-        description="Build a random-weight MusicGen checkpoint for tests or benchmarks.",
+        description="Build a random-weight MusicGen or ACE-Step checkpoint for tests or "
+        "benchmarks.",
     )
-    parser.add_argument("name", choices=sorted(SPECS))
+    parser.add_argument("name", choices=sorted(SPECS) + sorted(ace_step_checkpoints.SPECS))
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    build_checkpoint(args.name, args.out_dir, seed=args.seed)
+    if args.name in ace_step_checkpoints.SPECS:
+        ace_step_checkpoints.build_checkpoint(args.name, args.out_dir, seed=args.seed)
+    else:
+        build_checkpoint(args.name, args.out_dir, seed=args.seed)
     return 0
 
 

@@ -204,3 +204,45 @@ def test_studio_without_a_manifest_exits_2_with_one_clear_line(tmp_path):
     assert result.returncode == 2
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "no readable manifest" in line
+
+
+def test_engine_ace_step_extracts_stems_from_a_guide(ace_tiny_checkpoint, tmp_path):
+    out = tmp_path / "ace"
+    result = run_cli(
+        "generate",
+        "--engine",
+        "ace_step",
+        "--ace-step-model",
+        str(ace_tiny_checkpoint),
+        "--stems",
+        "bass",
+        "drums",
+        "--bpm",
+        "100",
+        "--bars",
+        "1",
+        "--style",
+        "funk",
+        "--seed",
+        "4",
+        "--out",
+        str(out),
+        env_extra={"ACE_STEP_STEPS": "2", "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    one_bar = round(4 * 60 / 100 * 48_000)
+    for name in ("guide.flac", "bass.wav", "drums.wav", "mix.wav"):
+        info = sf.info(out / name)
+        assert (info.samplerate, info.channels, info.frames) == (48_000, 2, one_bar)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [(s["engine"], s["task"]) for s in manifest["stems"]] == [("ace_step", "extract")] * 2
+    assert manifest["guide"]["file"] == "guide.flac"
+    assert manifest["model_id"] == str(ace_tiny_checkpoint)
+
+
+def test_engine_ace_step_without_a_model_exits_2_naming_the_setting(tmp_path):
+    result = run_cli(
+        "generate", "--engine", "ace_step", "--stems", "bass", "--out", str(tmp_path / "x")
+    )
+    assert result.returncode == 2
+    assert "ACE_STEP_MODEL" in result.stderr

@@ -117,3 +117,19 @@ def test_the_upload_template_must_hold_the_id_once(template, monkeypatch):
     monkeypatch.setenv("UPLOAD_BLOB_TEMPLATE", template)
     with pytest.raises(SettingsError, match="UPLOAD_BLOB_TEMPLATE"):
         load_service_settings()
+
+
+def test_engines_default_to_musicgen_and_ace_step_needs_a_model(monkeypatch):
+    from generation.errors import SettingsError
+    from generation.settings import load_generation_settings
+
+    assert load_generation_settings().engine_names == ("musicgen",)
+    monkeypatch.setenv("ENGINES", "ace_step")
+    with pytest.raises(SettingsError, match="ACE_STEP_MODEL"):
+        load_generation_settings()
+    monkeypatch.setenv("ACE_STEP_MODEL", "ACE-Step/acestep-v15-xl-base-diffusers")
+    # MusicGen is always loaded, listed or not, and first.
+    assert load_generation_settings().engine_names == ("musicgen", "ace_step")
+    monkeypatch.setenv("ENGINES", "musicgen,stable_audio")
+    with pytest.raises(SettingsError, match="ENGINES: unknown engine"):
+        load_generation_settings()

@@ -18,6 +18,7 @@ from generation.request import GenerationRequest
 from orchestrators.generation_orchestrator import (
     ANALYZE_UPLOAD,
     FINALIZE_GENERATION,
+    GENERATE_GUIDE,
     GENERATE_STEM,
     RETRY,
     SEND_CALLBACK,
@@ -81,6 +82,8 @@ def stem_result(stem: str, index: int = 0) -> dict[str, Any]:
         "true_peak_dbtp": -1.5,
         "melody_conditioned": False,
         "warnings": [],
+        "engine": "musicgen",
+        "task": "text2music",
         "musical": MUSICAL,
     }
 
@@ -314,6 +317,9 @@ def test_callback_is_scheduled_last_and_only_after_finalize() -> None:
             "stems": [
                 {
                     "stem": stem,
+                    "engine": "musicgen",
+                    "model_id": "facebook/musicgen-small",
+                    "task": "text2music",
                     "blob_url": f"https://blobs.test/stems/req-1/{stem}.wav",
                     "duration_seconds": 10.0,
                     "samples": 320000,
@@ -664,3 +670,100 @@ def test_an_analysis_that_keeps_failing_is_reported_like_an_unusable_upload() ->
     error = last.actions[-1]["input"]["payload"]["error"]
     assert error.startswith("the uploaded track cannot be used: Activity function")
     assert "cannot reach the storage endpoint" in error
+
+
+# -- ACE-Step: a guide without an upload, lego over one ------------------------------------------
+
+GUIDE = {
+    "file": "generations/req-1/guide.flac",
+    "blob_url": "https://blobs.test/stems/generations/req-1/guide.flac",
+    "engine": "ace_step",
+    "model_id": "ACE-Step/acestep-v15-xl-base-diffusers",
+    "task": "text2music",
+    "seed": 7,
+    "samples": 480000,
+    "sample_rate": 48000,
+    "warnings": [],
+}
+
+
+def ace_step_request(**fields: Any) -> dict[str, Any]:
+    parameters = {"target_bpm": 120, "duration_seconds": 10, "style": "rock", "engine": "ace_step"}
+    return make_request(parameters=parameters, **fields)
+
+
+def test_ace_step_without_an_upload_makes_the_guide_before_the_fan_out() -> None:
+    request = ace_step_request()
+    history = History(request, name="stem_generation_orchestrator")
+    first = replay(orchestrate, history)
+    assert first.function_names == [GENERATE_GUIDE]
+    assert first.actions[0]["actionType"] == CALL_ACTIVITY_WITH_RETRY
+    assert first.actions[0]["input"] == {"request": request}
+    assert first.custom_status == status("generating", dict.fromkeys(STEMS, "pending"))
+
+    task = history.task_scheduled(GENERATE_GUIDE, first.actions[0]["input"])
+    history.new_episode()
+    history.task_completed(task, GUIDE)
+    fanned = replay(orchestrate, history)
+    assert fanned.function_names == [GENERATE_GUIDE] + [GENERATE_STEM] * 3
+    for index, action in enumerate(fanned.scheduled(GENERATE_STEM)):
+        assert action["input"] == {
+            "request": request,
+            "upload": None,
+            "guide": GUIDE,
+            "stem": STEMS[index],
+            "stem_index": index,
+        }
+
+    ids = [
+        history.task_scheduled(GENERATE_STEM, a["input"]) for a in fanned.scheduled(GENERATE_STEM)
+    ]
+    history.new_episode()
+    for index, stem_task in enumerate(ids):
+        result = {**stem_result(STEMS[index], index), "engine": "ace_step", "task": "extract"}
+        history.task_completed(stem_task, result)
+    finalizing = replay(orchestrate, history)
+    finalize = finalizing.actions[-1]
+    assert finalize["functionName"] == FINALIZE_GENERATION
+    assert finalize["input"]["guide"] == GUIDE
+    finalize_task = history.task_scheduled(FINALIZE_GENERATION, finalize["input"])
+    history.new_episode()
+    history.task_completed(finalize_task, MANIFEST)
+    last = replay(orchestrate, history)
+    callback = last.actions[-1]["input"]["payload"]
+    assert {(s["engine"], s["task"]) for s in callback["stems"]} == {("ace_step", "extract")}
+
+
+def test_a_guide_that_keeps_failing_fails_every_stem_and_still_reports() -> None:
+    request = ace_step_request()
+    history = History(request, name="stem_generation_orchestrator")
+    first = replay(orchestrate, history)
+    task = history.task_scheduled(GENERATE_GUIDE, first.actions[0]["input"])
+    history.new_episode()
+    history.fail_attempts(
+        task,
+        name=GENERATE_GUIDE,
+        retry=RETRY,
+        failures=RETRY.max_number_of_attempts,
+        reason="Activity function 'generate_guide' failed: ",
+        details=json.dumps(
+            {"Message": "Exception: AceStepLoadError: no weights", "StackTrace": ""}
+        ),
+    )
+    last = replay(orchestrate, history)
+    assert last.function_names == [GENERATE_GUIDE, FINALIZE_GENERATION]
+    finalize = last.actions[-1]["input"]
+    assert "guide" not in finalize and finalize["stems"] == []
+    assert [f["stem"] for f in finalize["failed_stems"]] == STEMS
+    assert all(f["error"].startswith("guide: ") for f in finalize["failed_stems"])
+    assert last.custom_status["stems"] == dict.fromkeys(STEMS, "failed")
+
+
+def test_ace_step_with_an_upload_fans_out_over_it_without_a_guide() -> None:
+    request = make_request(
+        audio_file_id="my-track.wav", parameters={"engine": "ace_step", "duration_seconds": 10}
+    )
+    _, last = analyzed(request, {"ok": True, "analysis": ANALYSIS})
+    assert last.function_names == [ANALYZE_UPLOAD] + [GENERATE_STEM] * 3
+    assert all("guide" not in a["input"] for a in last.scheduled(GENERATE_STEM))
+    assert [a["input"]["upload"] for a in last.scheduled(GENERATE_STEM)] == [ANALYSIS] * 3

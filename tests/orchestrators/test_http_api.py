@@ -525,7 +525,7 @@ def test_status_when_failed_gives_the_error_and_what_was_delivered(durable_clien
 
 
 HEALTH_KEYS = {"status", "timestamp", "services", "gpu_available"}
-SERVICE_KEYS = {"stable_audio", "musicgen", "storage", "device"}
+SERVICE_KEYS = {"stable_audio", "musicgen", "ace_step", "storage", "device"}
 
 
 def test_health_is_200_when_model_available_and_storage_reachable(service_env):
@@ -538,6 +538,7 @@ def test_health_is_200_when_model_available_and_storage_reachable(service_env):
     assert body["services"] == {
         "stable_audio": "not_loaded",
         "musicgen": "available",
+        "ace_step": "disabled",
         "storage": "connected",
         "device": "cpu",
     }
@@ -595,3 +596,51 @@ def test_start_up_loads_the_model_in_the_background_and_logs_it(
                 thread.join(timeout=60)
     assert holder.state is ModelState.AVAILABLE
     assert "MusicGen loaded successfully" in caplog.text
+
+
+def test_an_engine_this_worker_does_not_serve_is_400_and_starts_nothing(
+    service_env, durable_client
+):
+    response = call(handle_generate(post(with_params(engine="ace_step")), durable_client))
+    assert response.status_code == 400
+    [error] = decoded(response)["errors"]
+    assert error["field"] == "parameters.engine"
+    assert "not served by this worker (ENGINES=musicgen)" in error["message"]
+    assert durable_client.started == []
+
+
+def test_an_engine_still_loading_or_failed_is_503_and_starts_nothing(
+    service_env, durable_client, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("ENGINES", "musicgen,ace_step")
+    monkeypatch.setenv("ACE_STEP_MODEL", str(tmp_path / "missing-ace-step"))
+    runtime.reset_for_tests()
+    response = call(handle_generate(post(with_params(engine="ace_step")), durable_client))
+    assert response.status_code == 503  # not loaded yet: the load starts now
+    runtime.ace_step().warm_up_in_background().join(timeout=30)
+    response = call(handle_generate(post(with_params(engine="ace_step")), durable_client))
+    assert response.status_code == 503
+    assert "failed" in decoded(response)["error"]
+    assert "cannot load ACE-Step model" in decoded(response)["error"]
+    assert durable_client.started == []
+    runtime.model().get()
+    body, status = health_report()
+    assert status == 503 and body["services"]["ace_step"] == "failed"
+    assert body["services"]["musicgen"] == "available"
+
+
+def test_health_needs_every_served_engine_available(
+    service_env, monkeypatch, ace_tiny_checkpoint, durable_client
+):
+    monkeypatch.setenv("ENGINES", "musicgen,ace_step")
+    monkeypatch.setenv("ACE_STEP_MODEL", str(ace_tiny_checkpoint))
+    runtime.reset_for_tests()
+    runtime.model().get()
+    body, status = health_report()
+    assert status == 503 and body["services"]["ace_step"] == "not_loaded"
+    runtime.ace_step().warm_up_in_background().join(timeout=60)
+    body, status = health_report()
+    assert status == 200 and body["services"]["ace_step"] == "available"
+    response = call(handle_generate(post(with_params(engine="ace_step")), durable_client))
+    assert response.status_code == 202
+    assert durable_client.started[0][2]["parameters"]["engine"] == "ace_step"

@@ -20,7 +20,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from transformers import (
 )
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
+from generation.engines.base import EngineState
 from generation.engines.musicgen.chroma import ChromaExtractor
 from generation.engines.musicgen.fast_decoder import FastDecoder, WeightFormat
 from generation.engines.musicgen.pages import release_file_pages
@@ -44,13 +44,9 @@ from generation.settings import GenerationSettings
 logger = logging.getLogger(__name__)
 
 
-class ModelState(StrEnum):
-    """Where the model of this process stands (the health endpoint reports it)."""
-
-    NOT_LOADED = "not_loaded"
-    LOADING = "loading"
-    AVAILABLE = "available"
-    FAILED = "failed"
+# Where the model of this process stands (the health endpoint reports it): the states
+# every engine has.
+ModelState = EngineState
 
 
 @dataclass(frozen=True)
@@ -255,6 +251,11 @@ class ModelHolder:
     @property
     def state(self) -> ModelState:
         return self._state
+
+    @property
+    def model_id(self) -> str:
+        """The checkpoint this holder loads (``MUSICGEN_MODEL``)."""
+        return self._settings.musicgen_model
 
     @property
     def error(self) -> ModelLoadError | None:
