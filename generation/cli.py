@@ -45,7 +45,7 @@ from generation.stems.grid import plan_grid
 from generation.stems.output import LocalFolder, finish_set, write_stem
 from generation.stems.prompts import known_stems
 from generation.stems.render import render_stems
-from generation.stems.track import analyze_track
+from generation.stems.track import excerpt_for_stems, read_track
 
 logger = logging.getLogger("generation")
 
@@ -123,14 +123,17 @@ def _time_signature(text: str) -> tuple[int, int]:
         ) from None
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise InvalidRequestError(f"cannot read {path}: {error.strerror}") from None
+
+
 def _read_audio(path: Path) -> tuple[np.ndarray, int]:
     """``path`` as float32 ``[channels, samples]`` and its rate; one clear error if not."""
     try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise InvalidRequestError(f"cannot read {path}: {error.strerror}") from None
-    try:
-        return decode_audio(data, what=str(path))
+        return decode_audio(_read_bytes(path), what=str(path))
     except ValueError as error:
         raise InvalidRequestError(str(error)) from None
 
@@ -201,9 +204,14 @@ def _generate(args: argparse.Namespace) -> int:
     upload = None
     melody = None
     if args.follow is not None:
-        audio, sample_rate = _read_audio(args.follow)
-        upload = analyze_track(audio, sample_rate, time_signature=args.time_signature)
-        melody = MelodyCondition(audio, sample_rate)
+        # As the service does: read what the analysis uses, then the stems' mono copy.
+        try:
+            upload, excerpt = read_track(
+                _read_bytes(args.follow), time_signature=args.time_signature, what=str(args.follow)
+            )
+        except ValueError as error:
+            raise InvalidRequestError(str(error)) from None
+        melody = MelodyCondition(*excerpt_for_stems(excerpt))
         logger.info("%s: %s BPM, %s", args.follow, upload.bpm, upload.key)
     try:
         plan = plan_grid(request.parameters, upload)

@@ -11,22 +11,25 @@ import logging
 from typing import Any
 
 import azure.durable_functions as df
-import numpy as np
 
 from generation.adapters.callback import send_callback as post_callback
-from generation.adapters.storage import BlobSink, upload_blob_name
-from generation.adapters.url_safety import CallbackPolicy, parse_allowed_hosts
-from generation.audio.codecs import decode_audio
+from generation.adapters.storage import BlobSink, generation_blob_name, upload_blob_name
+from generation.audio.codecs import Excerpt, decode_audio, encode_audio
 from generation.engines.musicgen.generate import MelodyCondition
 from generation.errors import BlobNotFoundError, UploadError
-from generation.request import GenerationRequest
+from generation.request import GenerationRequest, OutputFormat
 from generation.stems.grid import GridPlan, plan_grid
 from generation.stems.manifest import musical_summary
 from generation.stems.output import finish_set, write_stem
 from generation.stems.prompts import parse_stem
 from generation.stems.record import StemRecord
 from generation.stems.render import render_stems
-from generation.stems.track import TrackAnalysis, analyze_track
+from generation.stems.track import (
+    EXCERPT_NAME,
+    TrackAnalysis,
+    excerpt_for_stems,
+    read_track,
+)
 from orchestrators import runtime
 
 logger = logging.getLogger(__name__)
@@ -48,12 +51,13 @@ def _upload_and_plan(
     return upload, plan_grid(request.parameters, upload)
 
 
-def read_upload(request: GenerationRequest) -> tuple[np.ndarray, int]:
-    """The request's uploaded track: float32 ``[channels, samples]`` and its rate (Hz).
+def read_upload(request: GenerationRequest) -> tuple[TrackAnalysis, Excerpt]:
+    """The request's uploaded track analysed, and the excerpt read for it (bounded memory:
+    see ``generation.stems.track.read_track``).
 
     Raises ``UploadError`` (a caller problem, never retried into success) when the blob is
-    missing, larger than ``MAX_UPLOAD_MB`` or not audio; other storage errors propagate as
-    ``StorageError`` (transient: the activity is retried).
+    missing, larger than ``MAX_UPLOAD_MB`` or not usable audio; other storage errors
+    propagate as ``StorageError`` (transient: the activity is retried).
     """
     assert request.audio_file_id is not None
     settings = runtime.settings()
@@ -68,31 +72,33 @@ def read_upload(request: GenerationRequest) -> tuple[np.ndarray, int]:
         limit = f"MAX_UPLOAD_MB ({settings.max_upload_mb:g} MB)"
         raise UploadError(f"{what}: larger than {limit}") from None
     try:
-        return decode_audio(data, what=what)
+        return read_track(data, time_signature=request.parameters.time_signature, what=what)
     except ValueError as error:
         raise UploadError(str(error)) from None
 
 
 @bp.activity_trigger(input_name="payload", activity="analyze_upload")
 def analyze_upload(payload: dict[str, Any]) -> dict[str, Any]:
-    """Analyse the request's uploaded track: tempo, first downbeat, key.
+    """Analyse the request's uploaded track (tempo, first downbeat, key) and write the
+    copy its stems read, ``generations/{id}/upload-excerpt.flac`` (mono, 32 kHz, at most
+    180 s): the upload is decoded once per request, not once per stem.
 
     Input: ``{"request": <request dict>}``. Output: ``{"ok": true, "analysis":
     TrackAnalysis dict}``, or ``{"ok": false, "error": str}`` when the upload cannot be
-    used (missing, too large, not audio, or its tempo makes the requested bars too long):
-    a caller problem that retrying cannot fix, so it is returned, not raised. Transient
-    storage errors raise (the orchestrator retries them).
+    used (missing, too large, not usable audio, or its tempo makes the requested bars too
+    long): a caller problem that retrying cannot fix, so it is returned, not raised.
+    Transient storage errors raise (the orchestrator retries them).
     """
     request = _request(payload["request"])
     try:
-        audio, sample_rate = read_upload(request)
-        analysis = analyze_track(
-            audio, sample_rate, time_signature=request.parameters.time_signature
-        )
+        analysis, excerpt = read_upload(request)
         plan_grid(request.parameters, analysis)  # the upload's tempo must fit the request
     except (UploadError, ValueError) as error:
         logger.warning("%s: upload not usable: %s", request.generation_request_id, error)
         return {"ok": False, "error": str(error)}
+    copy, rate = excerpt_for_stems(excerpt)
+    del excerpt
+    _sink(request).write(EXCERPT_NAME, encode_audio(copy, rate, OutputFormat.FLAC), "audio/flac")
     logger.info(
         "%s: upload %s analysed: %s BPM, %s",
         request.generation_request_id,
@@ -122,7 +128,9 @@ def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
     loaded = runtime.model().get()  # loaded once per worker; waits if still loading
     melody = None
     if upload is not None and loaded.supports_melody:
-        audio, sample_rate = read_upload(request)
+        # The analysis wrote this small copy; a stem never decodes the upload itself.
+        name = generation_blob_name(request.generation_request_id, EXCERPT_NAME)
+        audio, sample_rate = decode_audio(_sink(request).read(name), what=name)
         melody = MelodyCondition(audio, sample_rate)
     # Stems of concurrent requests share one batched generation (runtime.batcher); the
     # lease holds the stem's share of the worker's memory budget until it is written.
@@ -195,11 +203,7 @@ def send_callback(payload: dict[str, Any]) -> dict[str, Any]:
     """
     settings = runtime.settings()
     url = payload.get("callback_url") or settings.callback_url
-    policy = CallbackPolicy(
-        allow_http=settings.callback_allow_http,
-        allow_private_networks=settings.callback_allow_private_networks,
-        allowed_hosts=parse_allowed_hosts(settings.callback_allowed_hosts),
-    )
+    policy = settings.callback_policy()
     outcome = post_callback(
         url,
         payload["payload"],

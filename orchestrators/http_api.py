@@ -18,6 +18,7 @@ import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -26,10 +27,14 @@ import torch
 from generation.engines.musicgen.loader import ModelState
 from generation.errors import InvalidRequestError
 from generation.request import check_id, parse_request
-from generation.stems.admission import check_fits
-from orchestrators import runtime
+from orchestrators import admission, runtime
 from orchestrators.body import MAX_BODY_BYTES, decode_json
-from orchestrators.starter import DurableClient, read_runtime_status, start_once
+from orchestrators.starter import (
+    DurableClient,
+    clear_outputs,
+    read_runtime_status,
+    start_once,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,47 +85,61 @@ def decode_json_body(req: func.HttpRequest) -> Any:
     return decode_json(req.get_body() or b"", max_bytes=MAX_BODY_BYTES)
 
 
+def status_url(req: func.HttpRequest, instance_id: str) -> str:
+    """This service's own status URL for ``instance_id`` (``GET /generate/{id}``), on the
+    scheme and host the caller used. No Durable management URL is ever returned: those
+    carry the Durable system key, which lets its holder read, terminate or purge any
+    instance."""
+    parts = urlsplit(req.url)
+    return f"{parts.scheme}://{parts.netloc}/generate/{quote(instance_id, safe='')}"
+
+
 async def handle_generate(req: func.HttpRequest, client: DurableClient) -> func.HttpResponse:
     """Validate the body and start (or find) the orchestration named by its id.
 
     400: invalid (nothing started). 202: started, or a duplicate still pending/running.
-    200: a duplicate of a completed run. 503: the durable client failed.
+    200: a duplicate of a completed run. 409: the id holds a different request.
+    503: the durable client failed. Bodies and ``Location`` carry only this service's own
+    status URL.
     """
     try:
-        request = parse_request(decode_json_body(req)).with_seed()
-        check_fits(request, runtime.generation_settings())  # the worker's memory budget
+        request = parse_request(decode_json_body(req))
     except InvalidRequestError as error:
         return _bad_request(error.errors)
+    refused = admission.refusal(request)
+    if refused is not None:
+        return _bad_request(refused.errors)
     instance_id = request.generation_request_id
     try:
-        outcome = await start_once(client, request)
+        outcome = await start_once(client, request, before_restart=clear_outputs)
     except Exception:
         logger.exception("could not start %s", instance_id)
         return _unavailable(f"could not start generation {instance_id!r} now")
+    url = status_url(req, instance_id)
+    body: dict[str, Any] = {"id": instance_id, "status_url": url}
+    if outcome.conflict:
+        logger.info("request %s repeated with a different body: refused", instance_id)
+        message = (
+            f"generation_request_id {instance_id!r} is already in use by a different request "
+            f"({outcome.runtime_status}); use a new id, or repeat the same body"
+        )
+        return _json({**body, "error": message, "runtimeStatus": outcome.runtime_status}, 409)
     if not outcome.started:
         logger.info(
             "request %s repeated while %s: nothing started", instance_id, outcome.runtime_status
         )
-        body: dict[str, Any] = {
-            **client.create_http_management_payload(instance_id),
-            "runtimeStatus": outcome.runtime_status,
-            "duplicate": True,
-        }
-        return _json(body, 200 if outcome.runtime_status == "Completed" else 202)
+        body |= {"runtimeStatus": outcome.runtime_status, "duplicate": True}
+        return _json(body, 200 if outcome.runtime_status == "Completed" else 202, {"Location": url})
+    assert outcome.request is not None and outcome.request.seed is not None
     logger.info(
         "started %s: %s, %.1f s, seed %d%s",
         instance_id,
         ",".join(s.value for s in request.target_stems),
         request.parameters.duration_seconds,
-        request.seed,
+        outcome.request.seed,
         f" (previous run {outcome.runtime_status})" if outcome.runtime_status else "",
     )
-    started: dict[str, Any] = {
-        **client.create_http_management_payload(instance_id),
-        "duplicate": False,
-    }
-    location = started.get("statusQueryGetUri", "")
-    return _json(started, 202, {"Location": location} if location else None)
+    return _json({**body, "duplicate": False}, 202, {"Location": url})
 
 
 async def handle_status(instance_id: str, client: DurableClient) -> func.HttpResponse:

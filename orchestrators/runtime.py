@@ -15,25 +15,18 @@ from generation.adapters.storage import BlobStore
 from generation.engines.musicgen.batcher import BatchPolicy, ClipBatcher
 from generation.engines.musicgen.loader import ModelHolder, model_holder
 from generation.errors import SettingsError
-from generation.settings import GenerationSettings, load_generation_settings
 from orchestrators.settings import ServiceSettings, service_settings
 
 logger = logging.getLogger(__name__)
 
 BATCH_CONTAINER = "generation-batches"
+BATCH_REPORTS_CONTAINER = "generation-batch-reports"
 _container_ready = threading.Event()
 
 
 def settings() -> ServiceSettings:
     """The service settings (read once per process; fails naming a bad key)."""
     return service_settings()
-
-
-@functools.cache
-def generation_settings() -> GenerationSettings:
-    """The generation settings alone, read once per process: what the edge's admission
-    control reads (it needs no storage settings)."""
-    return load_generation_settings()
 
 
 def model() -> ModelHolder:
@@ -112,6 +105,15 @@ def batch_store() -> BlobStore:
     )
 
 
+@functools.cache
+def batch_report_store() -> BlobStore:
+    """Where batch reports go: their own container in the batch files' account (created on
+    first use), so a report never lands among the batch files."""
+    store = batch_store().for_container(BATCH_REPORTS_CONTAINER)
+    store.ensure_container()
+    return store
+
+
 def check_configuration() -> None:
     """Read the settings and build the stores now, so a missing or bad setting fails the
     worker at start with a message naming the key (no network is used)."""
@@ -131,9 +133,9 @@ def start_model_warmup() -> None:
 def reset_for_tests() -> None:
     """Forget cached settings and store (tests change the environment between cases)."""
     service_settings.cache_clear()
-    generation_settings.cache_clear()
     _store.cache_clear()
     batch_store.cache_clear()
+    batch_report_store.cache_clear()
     batcher.cache_clear()
     _container_ready.clear()
 

@@ -8,6 +8,7 @@ import logging
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from generation.adapters.url_safety import CallbackPolicy, parse_allowed_hosts
 from generation.settings import GenerationSettings, load_settings
 
 MIN_CALLBACK_SECRET_CHARS = 16
@@ -110,6 +111,14 @@ class ServiceSettings(GenerationSettings):
         if self.callback_secret is None:
             logger.warning("CALLBACK_SECRET is not set: callbacks are sent unsigned")
         return self
+
+    def callback_policy(self) -> CallbackPolicy:
+        """The callback URL policy these settings describe."""
+        return CallbackPolicy(
+            allow_http=self.callback_allow_http,
+            allow_private_networks=self.callback_allow_private_networks,
+            allowed_hosts=parse_allowed_hosts(self.callback_allowed_hosts),
+        )
 
     def callback_secrets(self) -> list[str]:
         """The callback signing secrets, newest first (empty without ``CALLBACK_SECRET``)."""

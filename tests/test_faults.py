@@ -346,7 +346,13 @@ def test_a_poison_batch_file_runs_its_good_lines_and_reports_each_bad_one(
     assert "twice" in messages[9]
     assert by_line[10]["errors"][0]["field"] == "generation_request_id"
     assert "not UTF-8" in messages[12]
-    assert report["counts"] == {"started": 2, "duplicate": 0, "invalid": 10, "error": 0}
+    assert report["counts"] == {
+        "started": 2,
+        "duplicate": 0,
+        "conflict": 0,
+        "invalid": 10,
+        "error": 0,
+    }
 
 
 def test_a_batch_array_with_a_too_deep_item_runs_the_others(service_env, durable_client):

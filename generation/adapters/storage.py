@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
@@ -50,10 +51,15 @@ def _path_segment(value: str, what: str) -> str:
     return text
 
 
+def generation_prefix(generation_request_id: str) -> str:
+    """``generations/{generation_request_id}/``: where one request's results live."""
+    request_id = _path_segment(generation_request_id, "generation_request_id")
+    return f"{GENERATIONS_PREFIX}/{request_id}/"
+
+
 def generation_blob_name(generation_request_id: str, name: str) -> str:
     """``generations/{generation_request_id}/{name}``: a file of one request's results."""
-    request_id = _path_segment(generation_request_id, "generation_request_id")
-    return f"{GENERATIONS_PREFIX}/{request_id}/{_path_segment(name, 'file name')}"
+    return generation_prefix(generation_request_id) + _path_segment(name, "file name")
 
 
 def stem_blob_name(generation_request_id: str, stem: str, extension: str) -> str:
@@ -283,15 +289,25 @@ class BlobStore:
     def download_bytes(self, name: str, *, max_bytes: int | None = None) -> bytes:
         """The blob's whole content; a missing blob is a ``BlobNotFoundError``.
 
-        With ``max_bytes``, a larger blob raises ``ValueError`` before anything is read.
+        With ``max_bytes``, a larger blob raises ``ValueError`` before anything is read, and
+        the download is pinned to the version whose size was checked (its ETag): a blob
+        replaced in between is a ``StorageError`` (transient: a retry checks again), never
+        a read of unchecked size.
         """
         with self._translated("download", name):
             blob = self._container.get_blob_client(name)
-            if max_bytes is not None:
-                size = int(blob.get_blob_properties().size)
-                if size > max_bytes:
-                    raise ValueError(f"blob {name!r} is {size} bytes, more than {max_bytes}")
-            return blob.download_blob().readall()
+            if max_bytes is None:
+                return blob.download_blob().readall()
+            properties = blob.get_blob_properties()
+            size = int(properties.size)
+            if size > max_bytes:
+                raise ValueError(f"blob {name!r} is {size} bytes, more than {max_bytes}")
+            data = blob.download_blob(
+                etag=properties.etag, match_condition=MatchConditions.IfNotModified
+            ).readall()
+        if len(data) > max_bytes:  # never expected with the ETag pinned; a last guard
+            raise ValueError(f"blob {name!r} grew beyond {max_bytes} bytes while read")
+        return data
 
     def exists(self, name: str) -> bool:
         """Whether blob ``name`` exists (False too when the container is missing)."""
@@ -305,6 +321,19 @@ class BlobStore:
                 self._container.delete_blob(name, delete_snapshots="include")
             except ResourceNotFoundError:
                 logger.debug("blob %s/%s already absent", self._container_name, name)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every blob whose name starts with ``prefix`` (non-empty, ending in "/");
+        returns how many were deleted."""
+        if not prefix.endswith("/") or prefix == "/":
+            raise ValueError(f"refusing to delete under {prefix!r}: not a folder prefix")
+        deleted = 0
+        with self._translated("list", prefix):
+            names = [b.name for b in self._container.list_blobs(name_starts_with=prefix)]
+        for name in names:
+            self.delete(name)
+            deleted += 1
+        return deleted
 
     def is_reachable(self, timeout_s: float = 3.0) -> bool:
         """True when the account answers an authenticated request within about ``timeout_s``

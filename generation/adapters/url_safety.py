@@ -4,7 +4,11 @@ Callback URLs come from callers, so without a policy anyone could make the servi
 its own loopback, to the private network around it, or to the cloud metadata endpoint
 (169.254.169.254, fd00:ec2::254). ``check_callback_url`` refuses those, and returns the
 addresses it checked so that the sender connects to exactly those (see
-``generation/adapters/callback.py``: a second DNS lookup could answer differently, "DNS rebinding").
+``generation/adapters/callback.py``: a second DNS lookup could answer differently, "DNS
+rebinding"). ``check_callback_url_syntax`` is the part that needs no DNS (scheme,
+credentials, host allowlist, literal addresses): the HTTP API applies it when a request
+arrives, so a bad callback is a 400 then, not a failure when the callback is due. Cloud
+metadata and platform addresses are refused even where private networks are allowed.
 
 Pure: no Azure, no I/O except the injected resolver (``socket.getaddrinfo`` by default).
 """
@@ -30,6 +34,15 @@ _NAMED_RANGES: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], 
     (ipaddress.ip_network("169.254.169.254/32"), "cloud metadata"),
     (ipaddress.ip_network("fd00:ec2::254/128"), "cloud metadata"),
     (ipaddress.ip_network("100.64.0.0/10"), "shared address space (CGNAT)"),
+)
+# Never a callback target, even with CALLBACK_ALLOW_PRIVATE_NETWORKS (local development):
+# instance metadata (AWS/Azure/GCP 169.254.169.254, AWS IPv6, Alibaba) and Azure's platform
+# address 168.63.129.16.
+_ALWAYS_BLOCKED: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+    ipaddress.ip_network("169.254.169.254/32"),
+    ipaddress.ip_network("fd00:ec2::254/128"),
+    ipaddress.ip_network("100.100.100.200/32"),
+    ipaddress.ip_network("168.63.129.16/32"),
 )
 # IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052/8215).
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
@@ -98,21 +111,30 @@ def blocked_reason(address: IPAddress) -> str | None:
     return None
 
 
-def check_callback_url(
-    url: str, policy: CallbackPolicy, resolver: Resolver = socket.getaddrinfo
-) -> list[IPAddress]:
-    """The addresses ``url``'s host resolves to, once the URL passed ``policy``.
+def is_metadata_address(address: IPAddress) -> bool:
+    """Whether ``address`` (or the IPv4 address inside it) is a cloud metadata or platform
+    address, refused whatever the policy allows."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and any(address in net for net in _NAT64):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None and is_metadata_address(embedded):
+            return True
+    return any(address.version == net.version and address in net for net in _ALWAYS_BLOCKED)
 
-    Raises ``UnsafeCallbackUrl`` when the scheme is not https (or http with
-    ``allow_http``), the URL carries ``user:password@``, the host is not in a non-empty
-    ``allowed_hosts``, or any resolved address is not public (loopback, private, link-local
-    incl. cloud metadata, multicast, reserved, unspecified, CGNAT 100.64.0.0/10, and those
-    inside IPv6) unless ``allow_private_networks``. An IP literal is checked without a
-    lookup. Raises ``OSError`` (``socket.gaierror``) when the name does not resolve: that
-    may be transient, so callers decide. Messages name only the scheme and host, never the
-    path, query string or credentials, and not the resolved address (the caller may see
-    the message; internal addresses are ours to keep).
-    """
+
+@dataclass(frozen=True)
+class CallbackTarget:
+    """A callback URL's parts once its syntax passed the policy."""
+
+    scheme: str
+    host: str  # lower case, no trailing dot
+    port: int
+
+
+def check_callback_url_syntax(url: str, policy: CallbackPolicy) -> CallbackTarget:
+    """The checks of ``check_callback_url`` that need no DNS: scheme, credentials, host
+    allowlist, and an IP literal's address. Raises ``UnsafeCallbackUrl``."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -132,14 +154,46 @@ def check_callback_url(
         raise UnsafeCallbackUrl(f"host {host!r} is not in CALLBACK_ALLOWED_HOSTS")
     if port is None:
         port = 443 if scheme == "https" else 80
-    addresses = _resolve(host, port, resolver)
-    if not addresses:
-        raise UnsafeCallbackUrl(f"host {host!r} resolves to no address")
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        _check_address(host, literal, policy)
+    return CallbackTarget(scheme, host, port)
+
+
+def _check_address(host: str, address: IPAddress, policy: CallbackPolicy) -> None:
+    if is_metadata_address(address):
+        raise UnsafeCallbackUrl(f"host {host!r} resolves to a cloud metadata address")
     if not policy.allow_private_networks:
-        for address in addresses:
-            reason = blocked_reason(address)
-            if reason is not None:
-                raise UnsafeCallbackUrl(f"host {host!r} resolves to a {reason} address")
+        reason = blocked_reason(address)
+        if reason is not None:
+            raise UnsafeCallbackUrl(f"host {host!r} resolves to a {reason} address")
+
+
+def check_callback_url(
+    url: str, policy: CallbackPolicy, resolver: Resolver = socket.getaddrinfo
+) -> list[IPAddress]:
+    """The addresses ``url``'s host resolves to, once the URL passed ``policy``.
+
+    Raises ``UnsafeCallbackUrl`` when the scheme is not https (or http with
+    ``allow_http``), the URL carries ``user:password@``, the host is not in a non-empty
+    ``allowed_hosts``, or any resolved address is not public (loopback, private, link-local
+    incl. cloud metadata, multicast, reserved, unspecified, CGNAT 100.64.0.0/10, and those
+    inside IPv6) unless ``allow_private_networks``. An IP literal is checked without a
+    lookup. Raises ``OSError`` (``socket.gaierror``) when the name does not resolve: that
+    may be transient, so callers decide. Messages name only the scheme and host, never the
+    path, query string or credentials, and not the resolved address (the caller may see
+    the message; internal addresses are ours to keep). Cloud metadata and platform
+    addresses are refused even with ``allow_private_networks``.
+    """
+    target = check_callback_url_syntax(url, policy)
+    addresses = _resolve(target.host, target.port, resolver)
+    if not addresses:
+        raise UnsafeCallbackUrl(f"host {target.host!r} resolves to no address")
+    for address in addresses:
+        _check_address(target.host, address, policy)
     return addresses
 
 

@@ -6,6 +6,7 @@ Audio in this package is float32 ``[channels, samples]`` (a 1-D array is taken a
 from __future__ import annotations
 
 import numpy as np
+import soxr
 
 
 def as_2d(audio: np.ndarray) -> np.ndarray:
@@ -31,3 +32,13 @@ def raised_cosine(length: int) -> np.ndarray:
 def db_to_gain(db: float) -> float:
     """Linear gain of ``db`` decibels."""
     return float(10 ** (db / 20))
+
+
+def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    """``audio`` (float32 ``[channels, samples]``) at ``to_hz``: soxr's high quality, whose
+    cost is bounded by the lengths whatever the rates' ratio."""
+    array = as_2d(audio)
+    if from_hz == to_hz:
+        return array
+    out = soxr.resample(array.T, from_hz, to_hz, quality="HQ")
+    return np.ascontiguousarray(np.asarray(out, dtype=np.float32).reshape(-1, array.shape[0]).T)

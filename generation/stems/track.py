@@ -6,16 +6,22 @@ Tempo follows DAWs: BPM counts quarter notes whatever the time signature.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from generation.audio import analysis
+from generation.audio.arrays import resample
+from generation.audio.codecs import Excerpt, decode_excerpt
 from generation.request import parse_time_signature, quarter_notes_per_beat
 
 MAX_ANALYSIS_SECONDS = 180.0  # of an upload, from its start: enough for tempo and key
 SNAP_BPM = 0.05  # a detected tempo this close to a whole number is that number
+# The upload's copy that every stem of a request reads (melody conditioning), written once
+# by the analysis: mono at MusicGen's rate, so no stem decodes or resamples the upload.
+EXCERPT_RATE_HZ = 32_000
+EXCERPT_NAME = "upload-excerpt.flac"
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,10 @@ class TrackAnalysis:
         data["warnings"] = list(self.warnings)
         return data
 
+    def with_source(self, *, duration_s: float, channels: int) -> TrackAnalysis:
+        """This analysis reporting the whole file's length (s) and channel count."""
+        return replace(self, duration_s=round(duration_s, 4), channels=int(channels))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrackAnalysis:
         return cls(**{**data, "warnings": tuple(data.get("warnings", ()))})
@@ -56,7 +66,29 @@ def analyze_track(audio: np.ndarray, sr: int, *, time_signature: str = "4/4") ->
     there and a warning saying so.
     """
     array = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    excerpt = array[:, : int(MAX_ANALYSIS_SECONDS * sr)]
+    return _analyze(array[:, : int(MAX_ANALYSIS_SECONDS * sr)], sr, time_signature).with_source(
+        duration_s=array.shape[1] / sr, channels=array.shape[0]
+    )
+
+
+def read_track(data: bytes, *, time_signature: str, what: str) -> tuple[TrackAnalysis, Excerpt]:
+    """Analyse the audio file in ``data`` reading only what the analysis uses (its first
+    ``MAX_ANALYSIS_SECONDS``, downmixed: bounded memory whatever the file claims); the
+    analysis and that excerpt. Raises ``ValueError`` naming ``what`` when the file is not
+    usable (see ``generation.audio.codecs.decode_excerpt``)."""
+    excerpt = decode_excerpt(data, max_seconds=MAX_ANALYSIS_SECONDS, what=what)
+    analysed = _analyze(excerpt.mono, excerpt.sample_rate, time_signature)
+    duration = excerpt.duration_s or excerpt.mono.shape[1] / excerpt.sample_rate
+    return analysed.with_source(duration_s=duration, channels=excerpt.channels), excerpt
+
+
+def excerpt_for_stems(excerpt: Excerpt) -> tuple[np.ndarray, int]:
+    """The copy of an upload the stems read (melody conditioning): mono float32
+    ``[1, samples]`` at ``EXCERPT_RATE_HZ``, at most ``MAX_ANALYSIS_SECONDS`` long."""
+    return resample(excerpt.mono, excerpt.sample_rate, EXCERPT_RATE_HZ), EXCERPT_RATE_HZ
+
+
+def _analyze(excerpt: np.ndarray, sr: int, time_signature: str) -> TrackAnalysis:
     beats, _ = parse_time_signature(time_signature)
     warnings: list[str] = []
     bpm: float | None = None
@@ -76,8 +108,8 @@ def analyze_track(audio: np.ndarray, sr: int, *, time_signature: str = "4/4") ->
         bpm=bpm,
         first_downbeat_s=downbeat,
         key=key,
-        duration_s=round(array.shape[1] / sr, 4),
+        duration_s=round(excerpt.shape[1] / sr, 4),
         sample_rate=sr,
-        channels=int(array.shape[0]),
+        channels=int(excerpt.shape[0]),
         warnings=tuple(warnings),
     )

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
+import soxr
 import torch
-from scipy.signal import resample_poly
 
 from generation.engines.musicgen.chroma import ChromaExtractor
 from generation.engines.musicgen.decoding import (
@@ -102,8 +102,9 @@ class MelodyCondition:
         (transformers' extractor also averages the channels)."""
         mono = self.audio.mean(axis=0)
         if self.sample_rate != sample_rate:
-            common = math.gcd(sample_rate, self.sample_rate)
-            mono = resample_poly(mono, sample_rate // common, self.sample_rate // common)
+            # soxr: cost bounded by the lengths, whatever the rates' ratio (a polyphase
+            # filter sized by gcd-reduced rates can need gigabytes for odd rates).
+            mono = soxr.resample(mono, self.sample_rate, sample_rate, quality="HQ")
         return np.asarray(mono, dtype=np.float32)
 
 

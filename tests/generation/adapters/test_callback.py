@@ -855,3 +855,7 @@ def test_the_verification_snippet_in_security_md_works(httpserver: HTTPServer) -
     assert not check([OLD_SECRET], *args, now=NOW)
     assert not check([SECRET], *args, now=NOW + 301)
     assert not check([SECRET], args[0], args[1] + b"x", args[2], now=NOW)
+    # A missing or empty header is a clear refusal, not an exception.
+    assert not check([SECRET], args[0], args[1], None, now=NOW)
+    assert not check([SECRET], None, args[1], args[2], now=NOW)
+    assert not check([SECRET], args[0], args[1], "", now=NOW)

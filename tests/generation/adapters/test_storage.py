@@ -228,3 +228,24 @@ def test_an_unreachable_endpoint_fails_in_seconds_without_the_key() -> None:
     assert "'audio-files'" in message
     assert "generations/req-8/bass.wav" in message
     assert_no_secret(message, AZURITE_ACCOUNT_KEY)
+
+
+def test_a_blob_replaced_after_its_size_check_is_never_read(
+    blob_store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure.storage.blob import BlobClient
+
+    blob_store.upload_bytes("up.wav", b"small", "audio/wav")
+    real = BlobClient.get_blob_properties
+
+    def swap_after_check(self, **kwargs):
+        properties = real(self, **kwargs)
+        blob_store.upload_bytes("up.wav", b"x" * 10_000, "audio/wav")  # replaced in between
+        return properties
+
+    monkeypatch.setattr(BlobClient, "get_blob_properties", swap_after_check)
+    with pytest.raises(StorageError, match="412"):
+        blob_store.download_bytes("up.wav", max_bytes=100)
+    monkeypatch.setattr(BlobClient, "get_blob_properties", real)
+    with pytest.raises(ValueError, match="more than 100"):  # the retry sees the new size
+        blob_store.download_bytes("up.wav", max_bytes=100)
