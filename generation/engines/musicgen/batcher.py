@@ -20,6 +20,7 @@ it fits beside the clips still held; a clip that could never fit fails with
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import threading
@@ -205,7 +206,7 @@ class ClipBatcher:
                 )
                 continue
             with self._budget.changed:
-                self._budget.changed.wait_for(lambda item=item: self._fits([item]))
+                self._budget.changed.wait_for(functools.partial(self._fits, [item]))
             return item
 
     def _gather(self) -> list[_Pending]:
