@@ -7,10 +7,18 @@ MusicGen starts loading in the background so ``/health`` turns healthy on its ow
 
 import azure.durable_functions as df
 
-from orchestrators import activities, batch_trigger, generation_orchestrator, http_api, runtime
+from orchestrators import (
+    activities,
+    batch_trigger,
+    generation_orchestrator,
+    http_api,
+    runtime,
+    studio_api,
+)
 
 app = df.DFApp()
 app.register_functions(http_api.bp)
+app.register_functions(studio_api.bp)
 app.register_functions(generation_orchestrator.bp)
 app.register_functions(activities.bp)
 app.register_functions(batch_trigger.bp)

@@ -13,6 +13,12 @@ loaded or generation failed; errors are one line on stderr.
 
 locks an audio file to a tempo and cuts it to whole bars (``generation.audio.conform``);
 OUTPUT's format follows its extension. Exit 2 on an unreadable input or bad option.
+
+    python -m generation studio OUT_DIR [--port 8765] [--host 127.0.0.1]
+
+serves the studio page over a folder ``generate`` wrote, read-only, until Ctrl-C
+(``generation.studio.local``). Exit 2 when the folder has no manifest or the address is
+taken.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from generation.stems.output import LocalFolder, finish_set, write_stem
 from generation.stems.prompts import known_stems
 from generation.stems.render import render_stems
 from generation.stems.track import excerpt_for_stems, read_track
+from generation.studio import local as studio_local
 
 logger = logging.getLogger("generation")
 
@@ -111,7 +118,29 @@ def _parser() -> argparse.ArgumentParser:
         "--downbeat", type=float, default=None, help="INPUT's first downbeat, s (estimated)"
     )
     con.add_argument("--out", type=Path, required=True, help="output file; format from extension")
+
+    stu = verbs.add_parser("studio", help="hear a generated folder in the browser (read-only)")
+    stu.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="a folder 'generate' wrote")
+    stu.add_argument(
+        "--port", type=int, default=studio_local.DEFAULT_PORT, help="port (0: any free one)"
+    )
+    stu.add_argument(
+        "--host",
+        default=studio_local.DEFAULT_HOST,
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
     return parser
+
+
+def _studio(args: argparse.Namespace) -> int:
+    try:
+        studio_local.serve(args.out_dir, args.host, args.port)
+    except studio_local.FolderError as error:
+        raise InvalidRequestError(str(error)) from None
+    except OSError as error:
+        where = f"{args.host}:{args.port}"
+        raise InvalidRequestError(f"cannot listen on {where}: {error.strerror}") from None
+    return 0
 
 
 def _time_signature(text: str) -> tuple[int, int]:
@@ -258,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     transformers_logging.disable_progress_bar()
     args = _parser().parse_args(argv)
     try:
-        return _conform(args) if args.verb == "conform" else _generate(args)
+        verb = {"conform": _conform, "studio": _studio}.get(args.verb, _generate)
+        return verb(args)
     except (InvalidRequestError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

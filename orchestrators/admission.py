@@ -11,19 +11,14 @@ from orchestrators import runtime
 
 
 def refusal(request: GenerationRequest) -> InvalidRequestError | None:
-    """Why ``request`` may not start (an error with a field-error list), or None."""
-    return callback_error(request) or memory_error(request)
-
-
-def memory_error(request: GenerationRequest) -> InvalidRequestError | None:
-    """The 400 for a request whose stems cannot all be in flight on one worker within
-    ``WORKER_MEMORY_BUDGET_MB`` (``generation.stems.admission``), or None; its message
-    says what would fit."""
+    """Why ``request`` may not start (an error with a field-error list), or None: it does
+    not fit the worker's memory budget (``generation.stems.admission``), or its callback
+    URL is refused."""
     try:
         check_fits(request, runtime.settings())
     except InvalidRequestError as error:
         return error
-    return None
+    return callback_error(request)
 
 
 def callback_error(request: GenerationRequest) -> InvalidRequestError | None:

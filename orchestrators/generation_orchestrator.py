@@ -26,8 +26,9 @@ still fails after its retries does not stop the others: the good stems, the mani
      "stems": {"guitar": "pending" | "completed" | "failed" | "skipped", ...},
      "completed": n, "failed": n, "total": n}
 
-plus, once ``"done"``: ``failed_stems``, ``manifest_url``, ``mix_url``, ``musical``,
-``warnings``, ``callback`` and ``error``.
+plus, with an upload, ``musical: {"upload": <its analysis>}`` and the ``warnings`` so far
+while the stems are made; once ``"done"``: ``failed_stems``, ``manifest_url``,
+``mix_url``, ``musical``, ``warnings``, ``callback`` and ``error``.
 """
 
 from __future__ import annotations
@@ -102,8 +103,15 @@ def orchestrate(context: df.DurableOrchestrationContext) -> OrchestrationGenerat
             return (yield from _refuse(context, request, stems, started_at, analysis["error"]))
         else:
             warnings.append(f"upload not used: {analysis['error']}")
-    context.set_custom_status(_status("generating", progress))
-    results, errors = yield from _fan_out(context, request, upload, progress)
+    # What is known before the stems: a poller shows the upload's tempo and key, and the
+    # warnings, while the stems are made (the final status repeats them in full).
+    known: dict[str, Any] = {}
+    if upload is not None:
+        known["musical"] = {"upload": upload}
+    if warnings:
+        known["warnings"] = list(warnings)
+    context.set_custom_status(_status("generating", progress, known))
+    results, errors = yield from _fan_out(context, request, upload, progress, known)
 
     # Fan-in in request order, whatever order the stems finished in.
     succeeded = [results[i] for i in range(len(stems)) if i in results]
@@ -111,7 +119,7 @@ def orchestrate(context: df.DurableOrchestrationContext) -> OrchestrationGenerat
         {"stem": stems[i], "error": errors[i]} for i in range(len(stems)) if i in errors
     ]
 
-    context.set_custom_status(_status("finalizing", progress))
+    context.set_custom_status(_status("finalizing", progress, known))
     manifest_url: str | None = None
     mix_url: str | None = None
     manifest_error: str | None = None
@@ -178,9 +186,10 @@ def _fan_out(
     request: dict[str, Any],
     upload: dict[str, Any] | None,
     progress: dict[str, str],
+    known: dict[str, Any],
 ) -> Generator[TaskBase, Any, tuple[dict[int, dict[str, Any]], dict[int, str]]]:
     """One ``generate_stem`` per stem, in parallel; results and one-line errors by index.
-    ``progress`` and the custom status follow each stem as it finishes."""
+    ``progress`` and the custom status (with ``known``) follow each stem as it finishes."""
     stems: list[str] = list(request["target_stems"])
     tasks = [
         context.call_activity_with_retry(
@@ -207,7 +216,7 @@ def _fan_out(
         else:
             results[index] = finished.result
             progress[stems[index]] = "completed"
-        context.set_custom_status(_status("generating", progress))
+        context.set_custom_status(_status("generating", progress, known))
     return results, errors
 
 
@@ -320,7 +329,9 @@ def stem_generation_orchestrator(context: df.DurableOrchestrationContext) -> Orc
     return (yield from orchestrate(context))
 
 
-def _status(phase: str, progress: dict[str, str]) -> dict[str, Any]:
+def _status(
+    phase: str, progress: dict[str, str], known: dict[str, Any] | None = None
+) -> dict[str, Any]:
     states = list(progress.values())
     return {
         "phase": phase,
@@ -328,6 +339,7 @@ def _status(phase: str, progress: dict[str, str]) -> dict[str, Any]:
         "completed": states.count("completed"),
         "failed": states.count("failed"),
         "total": len(states),
+        **(known or {}),
     }
 
 

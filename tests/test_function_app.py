@@ -31,6 +31,10 @@ def test_every_function_is_indexed(function_app):
         "finalize_generation",
         "send_callback",
         "start_batch",
+        "studio_page",
+        "studio_asset",
+        "upload_track",
+        "generation_file",
     }
 
 
@@ -57,6 +61,26 @@ def test_generation_endpoints_need_a_function_key_health_does_not(function_app, 
     # As the host reads it from the function index; FUNCTION: a function or host key.
     trigger = binding(index(function_app.app)[name], "httpTrigger")
     assert trigger["authLevel"] == auth_level
+
+
+@pytest.mark.parametrize(
+    ("name", "route", "method", "auth_level"),
+    [
+        # An empty optional segment: the only route template the host matches at "/".
+        ("studio_page", "{page:maxlength(0)?}", "GET", "ANONYMOUS"),
+        ("studio_asset", "studio/{name}", "GET", "ANONYMOUS"),
+        ("upload_track", "uploads", "POST", "FUNCTION"),
+        ("generation_file", "generate/{generation_request_id}/files/{name}", "GET", "FUNCTION"),
+    ],
+)
+def test_studio_routes_the_page_is_anonymous_the_data_needs_a_key(
+    function_app, name, route, method, auth_level
+):
+    bindings = index(function_app.app)[name]
+    trigger = binding(bindings, "httpTrigger")
+    assert trigger["route"] == route and trigger["methods"] == [method]
+    assert trigger["authLevel"] == auth_level
+    assert not [b for b in bindings if b["type"] == "durableClient"]
 
 
 def test_generation_endpoints_get_a_durable_client_health_does_not(function_app):

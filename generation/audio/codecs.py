@@ -149,3 +149,59 @@ def decode_excerpt(data: bytes, *, max_seconds: float, what: str = "audio") -> E
         channels=channels,
         duration_s=None if frames is None else round(frames / rate, 4),
     )
+
+
+# The upload formats the service decodes (``decode_audio``), by libsndfile format name:
+# the file extension and Content-Type an upload is stored with.
+UPLOAD_FORMATS = {
+    "WAV": ("wav", "audio/wav"),
+    "WAVEX": ("wav", "audio/wav"),
+    "RF64": ("wav", "audio/wav"),
+    "FLAC": ("flac", "audio/flac"),
+    "MP3": ("mp3", "audio/mpeg"),
+    "OGG": ("ogg", "audio/ogg"),
+}
+_PROBE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class UploadedAudio:
+    """What a checked upload is: extension, Content-Type, rate (Hz), channels, seconds."""
+
+    extension: str
+    content_type: str
+    sample_rate: int
+    channels: int
+    duration_seconds: float
+
+
+def probe_audio(data: bytes) -> UploadedAudio:
+    """Check that ``data`` is an audio file the service reads (WAV, FLAC, MP3, OGG) by
+    decoding its first and last second, without decoding the rest; ``ValueError`` saying
+    why when it is not."""
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as audio:
+            known = UPLOAD_FORMATS.get(audio.format)
+            if known is None:
+                raise ValueError(f"{audio.format} files are not read by the service")
+            rate, channels, frames = audio.samplerate, audio.channels, audio.frames
+            if not MIN_UPLOAD_RATE_HZ <= rate <= MAX_UPLOAD_RATE_HZ:
+                lo, hi = MIN_UPLOAD_RATE_HZ, MAX_UPLOAD_RATE_HZ
+                raise ValueError(f"sample rate {rate} Hz is outside {lo}..{hi} Hz")
+            if not 1 <= channels <= MAX_UPLOAD_CHANNELS:
+                raise ValueError(f"{channels} channels (at most {MAX_UPLOAD_CHANNELS})")
+            probe = int(rate * _PROBE_SECONDS)
+            head = audio.read(min(frames, probe), dtype="float32", always_2d=True)
+            tail = head
+            if frames > probe:
+                audio.seek(frames - probe)
+                tail = audio.read(probe, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as error:
+        reason = getattr(error, "error_string", None) or str(error)
+        raise ValueError(f"not a readable audio file (WAV, FLAC, MP3 or OGG): {reason}") from None
+    if head.shape[0] == 0 or tail.shape[0] == 0:
+        raise ValueError("the file holds no audio samples")
+    if not (np.isfinite(head).all() and np.isfinite(tail).all()):
+        raise ValueError("the file holds samples that are not numbers")
+    extension, content_type = known
+    return UploadedAudio(extension, content_type, int(rate), int(channels), frames / rate)

@@ -2,13 +2,18 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import urllib.request
 
 import soundfile as sf
 
 from generation.audio.codecs import encode_audio
 from generation.request import OutputFormat
+from generation.stems.output import LocalFolder
+from tests.studio_sets import write_set
 from tests.synthetic_audio import SR, demo_track
 
 
@@ -167,3 +172,35 @@ def test_generate_refuses_bars_without_a_tempo(tiny_checkpoint, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: invalid request")
     assert "bars needs a tempo" in result.stderr
+
+
+def test_studio_serves_a_generated_folder_until_interrupted(tmp_path):
+    write_set(LocalFolder(tmp_path), "cli-studio-test")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "generation", "studio", str(tmp_path), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = None
+        for line in process.stderr:
+            found = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url is not None, "the studio never said where it listens"
+        with urllib.request.urlopen(f"{url}studio/config.json", timeout=10) as response:
+            config = json.loads(response.read())
+        assert config["generation_request_id"] == "cli-studio-test" and config["read_only"]
+        with urllib.request.urlopen(f"{url}generate/cli-studio-test/files/bass.wav") as response:
+            assert response.read() == (tmp_path / "bass.wav").read_bytes()
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+
+
+def test_studio_without_a_manifest_exits_2_with_one_clear_line(tmp_path):
+    result = run_cli("studio", str(tmp_path))
+    assert result.returncode == 2
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "no readable manifest" in line

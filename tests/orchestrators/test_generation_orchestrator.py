@@ -594,6 +594,12 @@ def test_an_upload_is_analysed_first_and_every_stem_follows_it() -> None:
 
     assert last.function_names == [ANALYZE_UPLOAD] + [GENERATE_STEM] * 3
     assert [a["input"]["upload"] for a in last.scheduled(GENERATE_STEM)] == [analysis] * 3
+    # A poller sees the upload's tempo and key, and the warnings, while stems are made.
+    assert last.custom_status == {
+        **status("generating", dict.fromkeys(STEMS, "pending")),
+        "musical": {"upload": analysis},
+        "warnings": ["upload: key not detected: silence"],
+    }
     ids = [history.task_scheduled(GENERATE_STEM, a["input"]) for a in last.scheduled(GENERATE_STEM)]
     history.new_episode()
     for index, task in enumerate(ids):
@@ -629,6 +635,8 @@ def test_an_unusable_upload_the_request_does_not_need_is_a_warning() -> None:
 
     assert last.function_names == [ANALYZE_UPLOAD] + [GENERATE_STEM] * 3
     assert all(a["input"]["upload"] is None for a in last.scheduled(GENERATE_STEM))
+    assert last.custom_status["warnings"] == ["upload not used: not a readable audio file"]
+    assert "musical" not in last.custom_status
     ids = [history.task_scheduled(GENERATE_STEM, a["input"]) for a in last.scheduled(GENERATE_STEM)]
     history.new_episode()
     for index, task in enumerate(ids):

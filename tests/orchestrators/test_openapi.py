@@ -17,12 +17,18 @@ import pytest
 import yaml
 from openapi_spec_validator import validate as validate_spec
 
+from generation.adapters.storage import BlobSink
+from generation.audio.codecs import encode_audio
 from generation.errors import InvalidRequestError
-from generation.request import GenerationRequest, parse_request
-from orchestrators import runtime
+from generation.request import GenerationRequest, OutputFormat, parse_request
+from generation.studio import site
+from orchestrators import runtime, studio_api
 from orchestrators.http_api import handle_generate, handle_status, health_report
 from tests.service_fixtures import FakeDurableClient
+from tests.studio_sets import tone, write_set
 
+UPLOADS_PATH = "/uploads"
+FILES_PATH = "/generate/{generation_request_id}/files/{name}"
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
 SCHEMAS = SPEC["components"]["schemas"]
@@ -66,10 +72,18 @@ def test_the_spec_is_valid_openapi_3_1():
 
 def test_the_paths_methods_and_keys_are_the_apps():
     paths = SPEC["paths"]
-    assert set(paths) == {"/generate", "/generate/{generation_request_id}", "/health"}
+    assert set(paths) == {
+        "/generate",
+        "/generate/{generation_request_id}",
+        "/health",
+        UPLOADS_PATH,
+        FILES_PATH,
+    }
     assert set(paths["/generate"]) == {"post"}
     assert set(paths["/generate/{generation_request_id}"]) == {"get"}
     assert set(paths["/health"]) == {"get"}
+    assert set(paths[UPLOADS_PATH]) == {"post"}
+    assert set(paths[FILES_PATH]) == {"get"}
     schemes = SPEC["components"]["securitySchemes"]
     assert schemes["functionKey"] == {"type": "apiKey", "in": "header", "name": "x-functions-key"}
     assert schemes["functionKeyQuery"] == {"type": "apiKey", "in": "query", "name": "code"}
@@ -85,6 +99,24 @@ def test_the_paths_methods_and_keys_are_the_apps():
         "503",
     }
     assert set(paths["/health"]["get"]["responses"]) == {"200", "503"}
+    assert paths[UPLOADS_PATH]["post"]["security"] == keyed
+    assert paths[FILES_PATH]["get"]["security"] == keyed
+    assert set(paths[UPLOADS_PATH]["post"]["responses"]) == {
+        "201",
+        "400",
+        "401",
+        "409",
+        "413",
+        "503",
+    }
+    assert set(paths[FILES_PATH]["get"]["responses"]) == {
+        "200",
+        "304",
+        "400",
+        "401",
+        "404",
+        "503",
+    }
 
 
 # --- the request schema is the model's ------------------------------------------------------
@@ -348,3 +380,62 @@ def test_health_responses_match_the_spec(service_env, monkeypatch, tmp_path):
     body, status = health_report()
     assert status == 503
     SpecValidator({**response_schema("/health", "get", 503), **SPEC}).validate(body)
+
+
+def upload(data: bytes, audio_file_id: str | None = None) -> func.HttpRequest:
+    return func.HttpRequest(
+        "POST",
+        "http://localhost/uploads",
+        headers={"Content-Type": "audio/wav"},
+        params={"audio_file_id": audio_file_id} if audio_file_id else {},
+        body=data,
+    )
+
+
+def test_upload_responses_match_the_spec(service_env, monkeypatch):
+    wav = encode_audio(tone(1.0), 32000, OutputFormat.WAV)
+    stored = studio_api.handle_upload(upload(wav, "spec-take.wav"))
+    assert stored.status_code == 201
+    body = assert_matches(UPLOADS_PATH, "post", stored)
+    assert body["audio_file_id"] == "spec-take.wav"
+    content = SPEC["paths"][UPLOADS_PATH]["post"]["requestBody"]["content"]
+    assert {"audio/wav", "audio/flac", "audio/mpeg", "audio/ogg"} <= set(content)
+    taken = studio_api.handle_upload(upload(wav, "spec-take.wav"))
+    assert taken.status_code == 409
+    assert_matches(UPLOADS_PATH, "post", taken)
+    for bad in (upload(b"text, not audio"), upload(wav, "../x"), upload(b"")):
+        refused = studio_api.handle_upload(bad)
+        assert refused.status_code == 400
+        assert_matches(UPLOADS_PATH, "post", refused)
+    monkeypatch.setenv("MAX_UPLOAD_MB", "0.001")
+    runtime.reset_for_tests()
+    too_large = studio_api.handle_upload(upload(wav))
+    assert too_large.status_code == 413
+    assert_matches(UPLOADS_PATH, "post", too_large)
+
+
+def test_file_responses_match_the_spec(service_env):
+    write_set(BlobSink(runtime.blob_store(), "spec-set"), "spec-set")
+
+    def get_file(request_id: str, name: str, etag: str | None = None) -> func.HttpResponse:
+        headers = {"If-None-Match": etag} if etag else {}
+        request = func.HttpRequest("GET", "http://localhost/x", headers=headers, body=b"")
+        return studio_api.handle_file(request_id, name, request)
+
+    manifest = get_file("spec-set", "manifest.json")
+    assert manifest.status_code == 200
+    assert_matches(FILES_PATH, "get", manifest)
+    name_pattern = SPEC["paths"][FILES_PATH]["get"]["parameters"][1]["schema"]["pattern"]
+    assert name_pattern == site.FILE_NAME_PATTERN.pattern
+    audio = get_file("spec-set", "guitar.wav")
+    content = SPEC["paths"][FILES_PATH]["get"]["responses"]["200"]["content"]
+    assert audio.status_code == 200 and audio.headers["Content-Type"] in content
+    assert "ETag" in SPEC["paths"][FILES_PATH]["get"]["responses"]["200"]["headers"]
+    assert get_file("spec-set", "guitar.wav", audio.headers["ETag"]).status_code == 304
+    for request_id, name in (("spec-set", "other.wav"), ("never-made", "manifest.json")):
+        missing = get_file(request_id, name)
+        assert missing.status_code == 404
+        assert_matches(FILES_PATH, "get", missing)
+    bad = get_file("a..b", "guitar.wav")
+    assert bad.status_code == 400
+    assert_matches(FILES_PATH, "get", bad)

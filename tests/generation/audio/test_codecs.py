@@ -6,7 +6,13 @@ import pytest
 import soundfile as sf
 
 from generation.audio.arrays import db_to_gain
-from generation.audio.codecs import ENCODINGS, decode_excerpt, encode_audio, protect_from_clipping
+from generation.audio.codecs import (
+    ENCODINGS,
+    decode_excerpt,
+    encode_audio,
+    probe_audio,
+    protect_from_clipping,
+)
 from generation.request import OutputFormat
 
 
@@ -153,3 +159,23 @@ def test_an_excerpt_is_the_downmixed_start_of_the_file():
     excerpt = decode_excerpt(buffer.getvalue(), max_seconds=1.5)
     assert excerpt.mono.shape == (1, int(1.5 * rate))
     np.testing.assert_allclose(excerpt.mono[0], stereo[: int(1.5 * rate), 0] / 2, atol=1e-6)
+
+
+def _tone(seconds: float, sr: int = 32000) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * 220 * t))[np.newaxis, :].astype(np.float32)
+
+
+def test_a_probe_describes_an_upload_without_decoding_it_all():
+    stereo = np.vstack([_tone(2.0), _tone(2.0)])
+    info = probe_audio(encode_audio(stereo, 32000, OutputFormat.FLAC))
+    assert (info.extension, info.content_type) == ("flac", "audio/flac")
+    assert (info.sample_rate, info.channels) == (32000, 2)
+    assert info.duration_seconds == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("cut", [0, 30, 44])
+def test_a_probe_refuses_what_is_not_audio(cut):
+    data = encode_audio(_tone(1.0), 32000, OutputFormat.WAV)
+    with pytest.raises(ValueError, match="audio"):
+        probe_audio(data[:cut])
