@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,10 +133,10 @@ class ClipBatcher:
         try:
             yield lambda clips: self._generate(clips, lease)
         finally:
-            if lease.held_bytes:
-                with self._budget.changed:
-                    self._budget.held_bytes -= lease.held_bytes
-                    self._budget.changed.notify_all()
+            with self._budget.changed:
+                self._budget.held_bytes -= lease.held_bytes
+                lease.held_bytes = 0
+                self._budget.changed.notify_all()
 
     def _generate(self, clips: Sequence[ClipSpec], lease: _Lease) -> list[np.ndarray]:
         loaded = self._model()  # load (or fail) in the caller's thread, with its error
@@ -153,6 +153,9 @@ class ClipBatcher:
         ]
         for item in pending:
             self._queue.put(item)
+        # Every clip settled before any error is raised: a clip still queued would otherwise
+        # be counted against this lease after it ended, and never released.
+        wait([item.future for item in pending])
         return [item.future.result() for item in pending]
 
     def _kv_bytes(self, loaded: LoadedModel, clip: ClipSpec) -> int:

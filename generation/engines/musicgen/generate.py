@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SAMPLING = SamplingParams()
 
 # Chunked EnCodec decoding (``decode_frames``), in codec frames (50 per second): 10 s chunks
-# keep one decode's peak near 0.5 GB whatever the clip's length; 2 s of left context lets the
+# keep one decode's peak near 0.75 GB whatever the clip's length; 2 s of left context lets the
 # LSTM settle, 0.2 s of right context covers the convolutions' reach.
 DECODE_CHUNK_FRAMES = 500
 DECODE_LEFT_CONTEXT_FRAMES = 100

@@ -165,6 +165,8 @@ def test_a_clip_that_cannot_fit_even_alone_fails_and_others_still_run(tiny_model
         BatchPolicy(window_s=0.2, memory_budget_bytes=budget, profile=TEST_PROFILE),
     )
     with pytest.raises(MemoryBudgetError, match="WORKER_MEMORY_BUDGET_MB"):
-        batcher.generate([large])
+        batcher.generate([large, small])  # the small one still runs, and is released
+    assert batcher.held_bytes == 0
     [audio] = batcher.generate([small])
     assert audio.shape == (1, 16000) and batcher.held_bytes == 0
+    assert batcher.batches == [1, 1]
