@@ -43,9 +43,8 @@ from transformers.utils import logging as transformers_logging
 from generation.audio.codecs import Excerpt, decode_audio
 from generation.audio.conform import conform
 from generation.engines.ace_step.engine import AceStepEngine
-from generation.engines.ace_step.generate import Sampling
 from generation.engines.musicgen.generate import MelodyCondition
-from generation.engines.musicgen.loader import model_holder, resolve_device
+from generation.engines.musicgen.loader import model_holder
 from generation.errors import GenerationError, InvalidRequestError, SettingsError
 from generation.request import (
     Engine,
@@ -343,16 +342,7 @@ def _render_ace_step(
     """ACE-Step: lego over the followed track (its downmixed start, as read for the
     analysis), or extract from a guide written first."""
     del args
-    if not settings.ace_step_model:
-        raise SettingsError("--engine ace_step needs --ace-step-model or ACE_STEP_MODEL")
-    engine = AceStepEngine(
-        settings.ace_step_model,
-        settings.model_cache_dir,
-        device=resolve_device(settings.use_gpu),
-        precision=settings.ace_step_precision,
-        guide_model=settings.ace_step_guide_model,
-        base_sampling=Sampling(steps=settings.ace_step_steps),
-    )
+    engine = AceStepEngine.from_settings(settings)
     rate = engine.sample_rate  # loads the engine (a load failure names model and cache)
     guide = None
     if excerpt is not None:

@@ -14,11 +14,10 @@ import threading
 from generation.adapters.storage import BlobStore
 from generation.engines.ace_step.batcher import AceStepGatherer
 from generation.engines.ace_step.engine import AceStepEngine
-from generation.engines.ace_step.generate import Sampling
 from generation.engines.base import Engine
 from generation.engines.musicgen.batcher import BatchPolicy, ClipBatcher
 from generation.engines.musicgen.engine import MusicGenEngine
-from generation.engines.musicgen.loader import ModelHolder, model_holder, resolve_device
+from generation.engines.musicgen.loader import ModelHolder, model_holder
 from generation.errors import SettingsError
 from orchestrators.settings import ServiceSettings, service_settings
 
@@ -59,17 +58,7 @@ def batcher() -> ClipBatcher:
 def ace_step() -> AceStepEngine:
     """This process's ACE-Step engine (built on first use, loaded on first ``get``/warm-up);
     only meaningful when ``ENGINES`` has ``ace_step``."""
-    s = settings()
-    if not s.ace_step_model:
-        raise SettingsError("ACE_STEP_MODEL must name a checkpoint when ENGINES has ace_step")
-    return AceStepEngine(
-        s.ace_step_model,
-        s.model_cache_dir,
-        device=resolve_device(s.use_gpu),
-        precision=s.ace_step_precision,
-        guide_model=s.ace_step_guide_model,
-        base_sampling=Sampling(steps=s.ace_step_steps),
-    )
+    return AceStepEngine.from_settings(settings())
 
 
 @functools.cache

@@ -26,7 +26,9 @@ from generation.engines.ace_step.generate import (
 )
 from generation.engines.ace_step.loader import LoadedAceStep, Precision, load_ace_step
 from generation.engines.base import ClipBatch, Conditioning, EngineHolder, EngineState
-from generation.errors import ModelLoadError
+from generation.engines.loading import resolve_device
+from generation.errors import ModelLoadError, SettingsError
+from generation.settings import GenerationSettings
 
 # The variants' own sampling recipes (ACE-Step 1.5's model zoo).
 BASE_SAMPLING = Sampling(steps=50, guidance_scale=7.0, shift=3.0)
@@ -63,6 +65,7 @@ class AceStepEngine:
         guide_model: str | None = None,
         base_sampling: Sampling = BASE_SAMPLING,
         turbo_sampling: Sampling = TURBO_SAMPLING,
+        offline: bool = False,
     ) -> None:
         self._model = model
         self._device = device or torch.device("cpu")
@@ -73,7 +76,9 @@ class AceStepEngine:
         self._lock = threading.Lock()
 
         def load() -> _Loaded:
-            base = load_ace_step(model, cache_dir, device=self._device, precision=precision)
+            base = load_ace_step(
+                model, cache_dir, device=self._device, precision=precision, offline=offline
+            )
             guide = None
             if guide_model:
                 guide = load_ace_step(
@@ -82,10 +87,30 @@ class AceStepEngine:
                     device=self._device,
                     precision=precision,
                     share_with=base,
+                    offline=offline,
                 )
             return _Loaded(base, guide)
 
         self._holder: EngineHolder[_Loaded] = EngineHolder("ACE-Step", load)
+
+    @classmethod
+    def from_settings(cls, settings: GenerationSettings) -> AceStepEngine:
+        """The engine ``settings`` describe (``ACE_STEP_MODEL``, its guide, precision and
+        steps, the cache, the device); ``SettingsError`` when no checkpoint is named."""
+        if not settings.ace_step_model:
+            raise SettingsError(
+                "ACE_STEP_MODEL (--ace-step-model in the CLI) must name a checkpoint to use "
+                "the ace_step engine"
+            )
+        return cls(
+            settings.ace_step_model,
+            settings.model_cache_dir,
+            device=resolve_device(settings.use_gpu),
+            precision=settings.ace_step_precision,
+            guide_model=settings.ace_step_guide_model,
+            base_sampling=Sampling(steps=settings.ace_step_steps),
+            offline=settings.hf_hub_offline,
+        )
 
     @property
     def state(self) -> EngineState:

@@ -14,9 +14,7 @@ against.
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ import torch
 from diffusers import AceStepPipeline
 from huggingface_hub import snapshot_download
 
+from generation.engines.loading import describe_load_failure, is_local_source
 from generation.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -72,53 +71,31 @@ def resolve_dtypes(precision: Precision, device: torch.device) -> dict[str, torc
     return {"default": torch.bfloat16, "vae": torch.float32}
 
 
-def _is_local_source(source: str) -> bool:
-    return Path(source).exists() or source.startswith(("/", "./", "../", "~"))
-
-
-def describe_load_failure(error: BaseException) -> str:
-    """A one-line cause: no network, no disk space, not a diffusers repository, corrupt files."""
-    chain: list[BaseException] = []
+def _describe(error: BaseException) -> str:
+    """A one-line cause, with the ACE-Step-specific one first: not a diffusers layout."""
     current: BaseException | None = error
-    while current is not None and len(chain) < 10:
-        chain.append(current)
+    for _ in range(10):
+        if current is None:
+            break
+        if "model_index.json" in str(current):
+            return (
+                "not a diffusers-format ACE-Step pipeline (no model_index.json): convert the "
+                "original release with diffusers' scripts/convert_ace_step_to_diffusers.py"
+            )
         current = current.__cause__ or current.__context__
-    for item in chain:
-        if isinstance(item, OSError) and item.errno == errno.ENOSPC:
-            return f"no disk space left to store the model ({item})"
-    names = " ".join(type(item).__name__ for item in chain)
-    text = " ".join(str(item) for item in chain)
-    if "RepositoryNotFound" in names:
-        return "no such model on the Hugging Face hub (check ACE_STEP_MODEL)"
-    if any(
-        marker in names or marker in text
-        for marker in ("LocalEntryNotFound", "ConnectionError", "ConnectError", "offline mode")
-    ):
-        return (
-            "the model is not in the cache and the Hugging Face hub cannot be reached "
-            "(no network access?); download it once into the cache or point ACE_STEP_MODEL "
-            "at a local directory"
-        )
-    if "model_index.json" in text:
-        return (
-            "not a diffusers-format ACE-Step pipeline (no model_index.json): convert the "
-            "original release with diffusers' scripts/convert_ace_step_to_diffusers.py"
-        )
-    if any(marker in names or marker in text for marker in ("SafetensorError", "deserializ")):
-        return f"corrupt or incomplete model files ({type(error).__name__}: {error})"
-    return f"{type(error).__name__}: {error}"
+    return describe_load_failure(error, "ACE_STEP_MODEL")
 
 
-def _snapshot(source: str, cache_dir: Path | None) -> str:
+def _snapshot(source: str, cache_dir: Path | None, offline: bool) -> str:
     """A local directory holding ``source``: read from the cache first, download only when
-    the cache lacks it (and the hub is not switched off with ``HF_HUB_OFFLINE``)."""
-    if _is_local_source(source):
+    the cache lacks it and ``offline`` (``HF_HUB_OFFLINE``) is false."""
+    if is_local_source(source):
         return str(Path(source).expanduser())
     cache = str(cache_dir) if cache_dir else None
     try:
         return str(snapshot_download(source, cache_dir=cache, local_files_only=True))
     except Exception:  # huggingface_hub raises several kinds for "not cached"
-        if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        if offline:
             raise
         logger.info("ACE-Step %s not in cache %s: downloading it once", source, cache_dir)
     return str(snapshot_download(source, cache_dir=cache))
@@ -131,6 +108,7 @@ def load_ace_step(
     device: torch.device | None = None,
     precision: Precision = "auto",
     share_with: LoadedAceStep | None = None,
+    offline: bool = False,
 ) -> LoadedAceStep:
     """Load the pipeline at ``source`` (hub id or directory) now; raises ``AceStepLoadError``.
 
@@ -140,15 +118,15 @@ def load_ace_step(
     """
     started = time.perf_counter()
     device = device or torch.device("cpu")
-    if _is_local_source(source) and not Path(source).expanduser().is_dir():
+    if is_local_source(source) and not Path(source).expanduser().is_dir():
         raise AceStepLoadError(source, cache_dir, "local model directory does not exist")
     if cache_dir is not None:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise AceStepLoadError(source, cache_dir, describe_load_failure(error)) from error
+            raise AceStepLoadError(source, cache_dir, _describe(error)) from error
     try:
-        local = _snapshot(source, cache_dir)
+        local = _snapshot(source, cache_dir, offline)
         shared = {}
         if share_with is not None:
             base = share_with.pipeline
@@ -163,7 +141,7 @@ def load_ace_step(
         pipeline.to(device)
         pipeline.set_progress_bar_config(disable=True)
     except Exception as error:
-        raise AceStepLoadError(source, cache_dir, describe_load_failure(error)) from error
+        raise AceStepLoadError(source, cache_dir, _describe(error)) from error
     return LoadedAceStep(
         pipeline=pipeline,
         model_id=source,

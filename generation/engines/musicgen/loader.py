@@ -14,8 +14,6 @@ follow a melody (``LoadedModel.supports_melody``).
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import logging
 import threading
 import time
@@ -35,6 +33,7 @@ from transformers import (
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from generation.engines.base import EngineState
+from generation.engines.loading import describe_load_failure, is_local_source, resolve_device
 from generation.engines.musicgen.chroma import ChromaExtractor
 from generation.engines.musicgen.fast_decoder import FastDecoder, WeightFormat
 from generation.engines.musicgen.pages import release_file_pages
@@ -76,15 +75,6 @@ class LoadedModel:
         return self.chroma is not None
 
 
-def resolve_device(use_gpu: bool) -> torch.device:
-    """CUDA when asked for and present; otherwise CPU (with a warning if CUDA was asked for)."""
-    if use_gpu:
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        logger.warning("USE_GPU is true but no CUDA device is available: running on CPU")
-    return torch.device("cpu")
-
-
 def resolve_precision(precision: str, device: torch.device) -> WeightFormat:
     """The decoder weight format for ``MODEL_PRECISION`` on ``device``.
 
@@ -96,68 +86,20 @@ def resolve_precision(precision: str, device: torch.device) -> WeightFormat:
     return WeightFormat(precision)
 
 
-def _is_local_source(source: str) -> bool:
-    return Path(source).exists() or source.startswith(("/", "./", "../", "~"))
-
-
-def describe_load_failure(error: BaseException) -> str:
-    """A one-line cause for a load failure: no network, no disk space, corrupt files, ..."""
-    chain: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and len(chain) < 10:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    for item in chain:
-        if isinstance(item, OSError) and item.errno == errno.ENOSPC:
-            return f"no disk space left to store the model ({item})"
-    names = " ".join(type(item).__name__ for item in chain)
-    text = " ".join(str(item) for item in chain)
-    if "RepositoryNotFound" in names:
-        return "no such model on the Hugging Face hub (check MUSICGEN_MODEL)"
-    if any(
-        marker in names or marker in text
-        for marker in (
-            "LocalEntryNotFound",
-            "ConnectionError",
-            "ConnectError",
-            "offline mode",
-            "Max retries exceeded",
-            "Temporary failure in name resolution",
-        )
-    ):
-        return (
-            "the model is not in the cache and the Hugging Face hub cannot be reached "
-            "(no network access?); download it once into the cache or point MUSICGEN_MODEL "
-            "at a local directory"
-        )
-    if isinstance(error, json.JSONDecodeError) or any(
-        marker in names or marker in text
-        for marker in (
-            "SafetensorError",
-            "deserializ",
-            "JSONDecodeError",
-            "invalid load key",
-            "unexpected EOF",
-            "incomplete metadata",
-            "HeaderTooLarge",
-        )
-    ):
-        return f"corrupt or incomplete model files ({type(error).__name__}: {error})"
-    return f"{type(error).__name__}: {error}"
-
-
 def load_model(settings: GenerationSettings) -> LoadedModel:
     """Load the checkpoint named by ``settings`` now; raises ``ModelLoadError``."""
     source = settings.musicgen_model
     cache_dir = settings.model_cache_dir
     started = time.perf_counter()
-    if _is_local_source(source) and not Path(source).expanduser().is_dir():
+    if is_local_source(source) and not Path(source).expanduser().is_dir():
         raise ModelLoadError(source, cache_dir, "local model directory does not exist")
     if cache_dir is not None:
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise ModelLoadError(source, cache_dir, describe_load_failure(error)) from error
+            raise ModelLoadError(
+                source, cache_dir, describe_load_failure(error, "MUSICGEN_MODEL")
+            ) from error
     device = resolve_device(settings.use_gpu)
     weights = resolve_precision(settings.model_precision, device)
     try:
@@ -177,7 +119,9 @@ def load_model(settings: GenerationSettings) -> LoadedModel:
     except ModelLoadError:
         raise
     except Exception as error:
-        raise ModelLoadError(source, cache_dir, describe_load_failure(error)) from error
+        raise ModelLoadError(
+            source, cache_dir, describe_load_failure(error, "MUSICGEN_MODEL")
+        ) from error
     audio_config: Any = model.config.audio_encoder
     sample_rate = int(audio_config.sampling_rate)
     hop = 1
@@ -208,7 +152,7 @@ def _from_pretrained(source: str, cache_dir: Path | None, offline: bool) -> _Loa
     """Read from the cache first; go to the network only when the cache lacks the model
     and ``offline`` (``HF_HUB_OFFLINE``) is false."""
     kwargs: dict = {"cache_dir": str(cache_dir) if cache_dir else None}
-    if _is_local_source(source):
+    if is_local_source(source):
         return _load_files(str(Path(source).expanduser()))
     try:
         return _load_files(source, local_files_only=True, **kwargs)

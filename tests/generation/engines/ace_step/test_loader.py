@@ -22,7 +22,7 @@ def test_hub_id_loads_from_the_cache_without_the_network(
 ):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _as_hub_cache(ace_tiny_checkpoint, tmp_path, "acme/ace-step-tiny")
-    loaded = load_ace_step("acme/ace-step-tiny", tmp_path)
+    loaded = load_ace_step("acme/ace-step-tiny", tmp_path, offline=True)
     assert loaded.model_id == "acme/ace-step-tiny"
     assert (loaded.sample_rate, loaded.channels, loaded.is_turbo) == (48_000, 2, False)
     assert loaded.pipeline.transformer.dtype == torch.bfloat16  # the CPU default
@@ -38,7 +38,7 @@ def test_local_directory_loads_in_fp32_when_asked(ace_tiny_checkpoint):
 def test_missing_hub_model_names_model_cache_and_cause(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(AceStepLoadError) as caught:
-        load_ace_step("ACE-Step/acestep-v15-base-diffusers", tmp_path / "cache")
+        load_ace_step("ACE-Step/acestep-v15-base-diffusers", tmp_path / "cache", offline=True)
     message = str(caught.value)
     assert "ACE-Step/acestep-v15-base-diffusers" in message
     assert str(tmp_path / "cache") in message

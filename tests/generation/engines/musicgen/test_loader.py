@@ -5,14 +5,8 @@ import threading
 import pytest
 import torch
 
-from generation.engines.musicgen.loader import (
-    ModelHolder,
-    ModelState,
-    describe_load_failure,
-    load_model,
-    model_holder,
-    resolve_device,
-)
+from generation.engines.loading import describe_load_failure, resolve_device
+from generation.engines.musicgen.loader import ModelHolder, ModelState, load_model, model_holder
 from generation.errors import ModelLoadError, ModelNotReadyError
 from generation.settings import GenerationSettings
 
@@ -102,10 +96,10 @@ def test_hub_model_without_network_or_cache_names_model_cache_and_cause(tmp_path
 
 def test_disk_full_is_named():
     error = OSError(errno.ENOSPC, "No space left on device")
-    assert describe_load_failure(error).startswith("no disk space")
+    assert describe_load_failure(error, "MUSICGEN_MODEL").startswith("no disk space")
     wrapped = RuntimeError("download failed")
     wrapped.__cause__ = error
-    assert describe_load_failure(wrapped).startswith("no disk space")
+    assert describe_load_failure(wrapped, "MUSICGEN_MODEL").startswith("no disk space")
 
 
 def test_gpu_requested_without_cuda_warns_and_uses_cpu(caplog):
