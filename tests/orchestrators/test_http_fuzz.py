@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from generation.errors import InvalidRequestError
 from generation.request import MAX_SEED, Stem, parse_request
+from orchestrators import admission
 from orchestrators.body import decode_json
 from orchestrators.http_api import handle_generate
 from orchestrators.starter import ORCHESTRATOR
@@ -69,7 +70,10 @@ def expected_valid(body: bytes, content_type: str | None) -> bool:
             by_spec = False
     assert by_spec == by_model, f"spec says {by_spec}, model says {by_model} for {value!r}"
     charset_ok = "charset" not in (content_type or "").lower() or "utf-8" in content_type.lower()
-    return by_model and media == "application/json" and charset_ok
+    # A valid request may still be refused at the edge: too large for the worker's memory
+    # budget, or a callback URL the policy refuses (both 400s that name the field).
+    admitted = by_model and admission.refusal(parse_request(value)) is None
+    return admitted and media == "application/json" and charset_ok
 
 
 def check(kind: str, body: bytes, content_type: str | None = "application/json") -> None:
