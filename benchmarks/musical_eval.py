@@ -61,8 +61,17 @@ TEMPERLEY_MINOR = np.array([5.0, 2.0, 3.5, 4.5, 2.0, 4.0, 2.0, 4.5, 3.5, 2.0, 1.
 
 Result = dict[str, Any]  # {"bpm": float|None, "first_downbeat_s": float|None, "key": str|None}
 
-_ENHARMONIC = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E",
-               "E#": "F", "B#": "C"}
+_ENHARMONIC = {
+    "Db": "C#",
+    "Eb": "D#",
+    "Gb": "F#",
+    "Ab": "G#",
+    "Bb": "A#",
+    "Cb": "B",
+    "Fb": "E",
+    "E#": "F",
+    "B#": "C",
+}
 
 
 def _parse_key(label: str | None) -> tuple[int, str] | None:
@@ -179,6 +188,7 @@ def _run_peers(python: str, jobs: list[tuple[Piece, Path]]) -> list[dict[str, Re
             [python, str(Path(__file__).with_name("musical_peers.py")), str(spec), str(out)],
             capture_output=True,
             text=True,
+            check=False,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"peers failed: {proc.stderr[-2000:]}")
@@ -249,13 +259,18 @@ def score(piece: Piece, result: Result | None) -> dict[str, float | None]:
     tempo = metrical = downbeat = phase = None
     if bpm is not None:
         tempo = float(abs(bpm - piece.bpm) <= TEMPO_TOLERANCE_BPM)
-        metrical = float(any(abs(bpm - piece.bpm * f) <= 0.04 * piece.bpm * f for f in METRICAL_FACTORS))
+        metrical = float(
+            any(abs(bpm - piece.bpm * f) <= 0.04 * piece.bpm * f for f in METRICAL_FACTORS)
+        )
     else:
         tempo = metrical = 0.0
     if "first_downbeat_s" in result and (first is not None or bpm is not None):
-        downbeat = float(first is not None and abs(first - piece.first_downbeat_s) <= DOWNBEAT_TOLERANCE_S)
+        downbeat = float(
+            first is not None and abs(first - piece.first_downbeat_s) <= DOWNBEAT_TOLERANCE_S
+        )
         phase = float(
-            first is not None and min(abs(first - d) for d in piece.downbeats_s) <= DOWNBEAT_TOLERANCE_S
+            first is not None
+            and min(abs(first - d) for d in piece.downbeats_s) <= DOWNBEAT_TOLERANCE_S
         )
     key = mirex_key_score(piece.key, result.get("key")) if piece.key else None
     return {"tempo": tempo, "metrical": metrical, "downbeat": downbeat, "phase": phase, "key": key}
@@ -291,13 +306,27 @@ def evaluate(which: str, peers_python: str | None, verbose: bool) -> dict[str, A
                 f"{results[n].get('key')}"
                 for n in ["project (today)", "project", *peer_names]
             )
-            logger.info("%-22s %s %s truth %.1f %.3f %s | %s", piece.name, piece.meter, piece.style,
-                        piece.bpm, piece.first_downbeat_s, piece.key, detail)
+            logger.info(
+                "%-22s %s %s truth %.1f %.3f %s | %s",
+                piece.name,
+                piece.meter,
+                piece.style,
+                piece.bpm,
+                piece.first_downbeat_s,
+                piece.key,
+                detail,
+            )
             warnings = results["project"].get("warnings")
             if warnings:
                 logger.info("%22s warnings: %s", "", "; ".join(warnings))
-    return {"which": which, "count": len(pieces), "rows": rows, "conform": conform, "seconds": seconds,
-            "keyed": sum(p.key is not None for p, _ in pieces)}
+    return {
+        "which": which,
+        "count": len(pieces),
+        "rows": rows,
+        "conform": conform,
+        "seconds": seconds,
+        "keyed": sum(p.key is not None for p, _ in pieces),
+    }
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:

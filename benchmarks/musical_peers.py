@@ -33,7 +33,7 @@ def run_essentia(wav: str, meter: str) -> dict:
     import essentia.standard as es
 
     audio = es.MonoLoader(filename=wav, sampleRate=44100)()
-    bpm, beats, *_ = es.RhythmExtractor2013(method="multifeature")(audio)
+    bpm, _beats, *_ = es.RhythmExtractor2013(method="multifeature")(audio)
     key, scale, _strength = es.KeyExtractor()(audio)
     return {"bpm": float(bpm), "first_downbeat_s": None, "key": f"{key} {scale}"}
 
@@ -49,9 +49,11 @@ def run_madmom(wav: str, meter: str) -> dict:
     from madmom.features.key import CNNKeyRecognitionProcessor, key_prediction_to_label
 
     beats = DBNBeatTrackingProcessor(fps=100)(RNNBeatProcessor()(wav))
-    num = int(meter.split("/")[0])
+    num = int(meter.split("/", maxsplit=1)[0])
     per_bar = [2, 6] if meter == "6/8" else [num]
-    downbeats = DBNDownBeatTrackingProcessor(beats_per_bar=per_bar, fps=100)(RNNDownBeatProcessor()(wav))
+    downbeats = DBNDownBeatTrackingProcessor(beats_per_bar=per_bar, fps=100)(
+        RNNDownBeatProcessor()(wav)
+    )
     ones = downbeats[downbeats[:, 1] == 1, 0]
     label = key_prediction_to_label(CNNKeyRecognitionProcessor()(wav))
     tonic, mode = label.split()
@@ -63,13 +65,17 @@ def run_madmom(wav: str, meter: str) -> dict:
 
 
 def main() -> None:
-    jobs = json.loads(open(sys.argv[1]).read())
+    with open(sys.argv[1]) as spec:
+        jobs = json.load(spec)
     peers = {}
-    for name, fn, module in (("essentia", run_essentia, "essentia"), ("madmom", run_madmom, "madmom")):
+    for name, fn, module in (
+        ("essentia", run_essentia, "essentia"),
+        ("madmom", run_madmom, "madmom"),
+    ):
         try:
             __import__(module)
             peers[name] = fn
-        except Exception as error:  # a peer that will not import is reported as absent
+        except Exception as error:  # noqa: BLE001 (a peer that will not import is absent)
             print(f"{name} unavailable: {error}", file=sys.stderr)
     results = []
     for job in jobs:
@@ -77,7 +83,7 @@ def main() -> None:
         for name, fn in peers.items():
             try:
                 row[name] = fn(job["wav"], job["meter"])
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 (a peer's failure is its result)
                 row[name] = {"error": repr(error)}
         results.append(row)
     with open(sys.argv[2], "w") as out:

@@ -136,7 +136,9 @@ class _Score:
     def note(
         self, track: pretty_midi.Instrument, pitch: int, start: float, dur: float, vel: int
     ) -> None:
-        jitter = float(np.clip(self.rng.normal(0, self.jitter_s), -2 * self.jitter_s, 2 * self.jitter_s))
+        jitter = float(
+            np.clip(self.rng.normal(0, self.jitter_s), -2 * self.jitter_s, 2 * self.jitter_s)
+        )
         start = max(start + jitter, 0.0)
         velocity = int(np.clip(vel + self.rng.integers(-8, 9), 1, 127))
         track.notes.append(pretty_midi.Note(velocity, int(pitch), start, start + max(dur, 0.03)))
@@ -157,13 +159,22 @@ def _voicing(pitches: list[int], low: int = 55) -> list[int]:
     return sorted(low + (p - low) % 12 for p in pitches)
 
 
-def _melody(score: _Score, key_pc: int, minor: bool, bars: int, chords: list[list[int]], program: int,
-            units_per_note: float, vel: int = 80, start_bar: int = 0) -> None:
+def _melody(  # noqa: PLR0917 (a private helper of the piece writers)
+    score: _Score,
+    key_pc: int,
+    minor: bool,
+    bars: int,
+    chords: list[list[int]],
+    program: int,
+    units_per_note: float,
+    vel: int = 80,
+    start_bar: int = 0,
+) -> None:
     """A random walk over the scale, landing on a chord tone at each bar line."""
     scale = MINOR_SCALE if minor else MAJOR_SCALE
     lead = score.track("lead", program)
     degree = 7 * 5 + 2  # index into an extended scale, around the fifth octave
-    per_bar = int(round(score.meter[0] / units_per_note))
+    per_bar = round(score.meter[0] / units_per_note)
     for bar in range(start_bar, bars):
         tones = sorted({p % 12 for p in chords[bar]})
         for step in range(per_bar):
@@ -177,25 +188,30 @@ def _melody(score: _Score, key_pc: int, minor: bool, bars: int, chords: list[lis
             if score.rng.random() < 0.15 and step:
                 continue  # a rest now and then
             start = score.time(bar, step * units_per_note)
-            score.note(lead, int(np.clip(pitch, 60, 88)), start, units_per_note * score.unit_s * 0.9, vel)
+            score.note(
+                lead, int(np.clip(pitch, 60, 88)), start, units_per_note * score.unit_s * 0.9, vel
+            )
 
 
-def _pickup_phrase(score: _Score, key_pc: int, minor: bool, pickup_units: float, program: int) -> None:
+def _pickup_phrase(
+    score: _Score, key_pc: int, minor: bool, pickup_units: float, program: int
+) -> None:
     """Lead notes (scale steps up to the tonic's neighbourhood) in the pickup before bar 0."""
     if pickup_units <= 0:
         return
     scale = MINOR_SCALE if minor else MAJOR_SCALE
     lead = score.track("lead", program)
     step = 0.5 if pickup_units < 1 else 1.0
-    count = int(round(pickup_units / step))
+    count = round(pickup_units / step)
     for i in range(count):
         unit = -pickup_units + i * step
         pitch = 72 + key_pc % 12 + scale[(7 - count + i) % 7] - 12
         score.note(lead, pitch, score.time(0, unit), step * score.unit_s * 0.9, 85)
 
 
-def _progression(rng: np.random.Generator, key_pc: int, minor: bool, bars: int,
-                 change_every: int = 1) -> tuple[list[list[int]], list[str], list[int]]:
+def _progression(
+    rng: np.random.Generator, key_pc: int, minor: bool, bars: int, change_every: int = 1
+) -> tuple[list[list[int]], list[str], list[int]]:
     options = MINOR_PROGRESSIONS if minor else MAJOR_PROGRESSIONS
     prog = options[int(rng.integers(len(options)))]
     pitches, symbols, roots = [], [], []
@@ -321,7 +337,9 @@ def _style_ska(s: _Score, key: int, minor: bool, bars: int, opt: dict) -> list[s
             s.note(drums, KICK if beat in (0, 2) else SNARE, t, 0.1, 100)
             s.note(drums, HAT, s.time(bar, beat + 0.5), 0.05, 95)
             walk = (0, 2, 4, 5)[beat]
-            s.note(bass, 36 + (roots[bar] + (scale[walk] if walk else 0)) % 12, t, s.unit_s * 0.8, 100)
+            s.note(
+                bass, 36 + (roots[bar] + (scale[walk] if walk else 0)) % 12, t, s.unit_s * 0.8, 100
+            )
             for p in _voicing(chords[bar], 60):
                 s.note(gtr, p, s.time(bar, beat + 0.5), s.unit_s * 0.2, 105)
     return symbols
@@ -352,7 +370,14 @@ def _style_six_eight(s: _Score, key: int, minor: bool, bars: int, opt: dict) -> 
         s.note(bass, 36 + roots[bar], s.time(bar, 0), s.unit_s * 2.5, 105)
         s.note(bass, 43 + roots[bar], s.time(bar, 3), s.unit_s * 2.5, 90)
         tones = _voicing(chords[bar], 55)
-        pattern = [tones[0], tones[1], tones[2], tones[1] + 12 if len(tones) < 4 else tones[3], tones[2], tones[1]]
+        pattern = [
+            tones[0],
+            tones[1],
+            tones[2],
+            tones[1] + 12 if len(tones) < 4 else tones[3],
+            tones[2],
+            tones[1],
+        ]
         for e, p in enumerate(pattern):
             s.note(harp, p, s.time(bar, e), s.unit_s * 0.9, 75)
     _melody(s, key, minor, bars, chords, 71, 3.0, 85)
@@ -367,7 +392,13 @@ def _style_ballad(s: _Score, key: int, minor: bool, bars: int, opt: dict) -> lis
     for bar in range(bars):
         tones = _voicing(chords[bar], 60)
         for e in range(8):
-            s.note(piano, tones[e % len(tones)] + (12 if e in (3, 7) else 0), s.time(bar, e / 2), s.unit_s * 0.6, 70)
+            s.note(
+                piano,
+                tones[e % len(tones)] + (12 if e in (3, 7) else 0),
+                s.time(bar, e / 2),
+                s.unit_s * 0.6,
+                70,
+            )
         s.note(piano, 48 + roots[bar], s.time(bar), s.bar_s * 0.9, 80)
         s.note(bass, 36 + roots[bar], s.time(bar), s.bar_s * 0.9, 90)
         for p in _voicing(chords[bar], 55):
@@ -384,7 +415,7 @@ def _style_ballad(s: _Score, key: int, minor: bool, bars: int, opt: dict) -> lis
 
 
 def _style_rock(s: _Score, key: int, minor: bool, bars: int, opt: dict) -> list[str]:
-    chords, symbols, roots = _progression(s.rng, key, minor, bars)
+    _, symbols, roots = _progression(s.rng, key, minor, bars)
     drums, bass, gtr = s.track("drums", 0, True), s.track("bass", 34), s.track("gtr", 29)
     for bar in range(bars):
         if bar % 4 == 0:
@@ -437,7 +468,9 @@ STYLES: dict[str, tuple[Style, str, tuple[float, float]]] = {
 }
 
 
-def write_piece(style: str, seed: int, *, target_s: float = 22.0) -> tuple[pretty_midi.PrettyMIDI, Piece]:
+def write_piece(
+    style: str, seed: int, *, target_s: float = 22.0
+) -> tuple[pretty_midi.PrettyMIDI, Piece]:
     """One arrangement of ``style`` with a seeded key, tempo, lead-in and pickup."""
     writer, meter, (lo, hi) = STYLES[style]
     rng = np.random.default_rng(seed)
@@ -445,13 +478,17 @@ def write_piece(style: str, seed: int, *, target_s: float = 22.0) -> tuple[prett
     num, den = (int(x) for x in meter.split("/"))
     key_pc, minor = int(rng.integers(12)), bool(rng.random() < 0.5)
     lead_in = float(round(rng.choice([0.0, 0.0, rng.uniform(0.05, 2.0)]), 3))
-    pickup_options = {"4/4": (0.0, 1.0, 2.0, 0.5, 3.0), "3/4": (0.0, 1.0, 2.0), "6/8": (0.0, 1.0, 2.0)}
+    pickup_options = {
+        "4/4": (0.0, 1.0, 2.0, 0.5, 3.0),
+        "3/4": (0.0, 1.0, 2.0),
+        "6/8": (0.0, 1.0, 2.0),
+    }
     pickup = float(rng.choice(pickup_options[meter]))
     unit_s = 60.0 / bpm * 4.0 / den
     first_downbeat = lead_in + pickup * unit_s
     score = _Score(rng=rng, bpm=bpm, meter=(num, den), first_downbeat_s=first_downbeat)
     bar_s = num * unit_s
-    bars = max(4, int(round(target_s / bar_s)))
+    bars = max(4, round(target_s / bar_s))
     opt = {"drums_from": int(rng.integers(1, 3))}
     symbols = writer(score, key_pc, minor, bars, opt)
     _pickup_phrase(score, key_pc, minor, pickup, 73 if style not in ("ballad",) else 40)
@@ -473,10 +510,18 @@ def write_piece(style: str, seed: int, *, target_s: float = 22.0) -> tuple[prett
     return midi, piece
 
 
-CHORALE_PROGRAMS = ((52, 48, 42, 32), (19, 19, 19, 19), (68, 71, 70, 58), (0, 0, 0, 0), (40, 41, 42, 43))
+CHORALE_PROGRAMS = (
+    (52, 48, 42, 32),
+    (19, 19, 19, 19),
+    (68, 71, 70, 58),
+    (0, 0, 0, 0),
+    (40, 41, 42, 43),
+)
 
 
-def chorale_piece(path: str, seed: int, *, max_bars: int = 10) -> tuple[pretty_midi.PrettyMIDI, Piece] | None:
+def chorale_piece(
+    path: str, seed: int, *, max_bars: int = 10
+) -> tuple[pretty_midi.PrettyMIDI, Piece] | None:
     """A Bach chorale from music21's corpus (first ``max_bars`` bars), or None when it is
     not in 4/4 or 3/4 or has no clear key truth."""
     import music21  # benchmark-only dependency (BSD)
@@ -529,7 +574,11 @@ def chorale_piece(path: str, seed: int, *, max_bars: int = 10) -> tuple[pretty_m
             start = lead_in + offset * beat_s + float(np.clip(rng.normal(0, 0.004), -0.008, 0.008))
             end = lead_in + min(offset + float(n.duration.quarterLength), limit_q) * beat_s
             for p in n.pitches:
-                inst.notes.append(pretty_midi.Note(int(78 + rng.integers(-8, 9)), int(p.midi), max(start, 0.0), end))
+                inst.notes.append(
+                    pretty_midi.Note(
+                        int(78 + rng.integers(-8, 9)), int(p.midi), max(start, 0.0), end
+                    )
+                )
         midi.instruments.append(inst)
     first_downbeat = lead_in + pickup_q * beat_s
     bars = int((limit_q - pickup_q) // bar_q)
@@ -557,7 +606,19 @@ def render(midi: pretty_midi.PrettyMIDI, path: Path) -> None:
     mid = path.with_suffix(".mid")
     midi.write(str(mid))
     subprocess.run(
-        ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(RENDER_SR), "-F", str(path), str(SOUNDFONT), str(mid)],
+        [
+            "fluidsynth",
+            "-ni",
+            "-q",
+            "-g",
+            "0.6",
+            "-r",
+            str(RENDER_SR),
+            "-F",
+            str(path),
+            str(SOUNDFONT),
+            str(mid),
+        ],
         check=True,
         capture_output=True,
     )
@@ -566,25 +627,54 @@ def render(midi: pretty_midi.PrettyMIDI, path: Path) -> None:
 # The set. Dev pieces are what the analysis may be tuned on; held-out pieces are only ever
 # reported. Different seeds (so keys, tempi, lead-ins and pickups) and different chorales.
 DEV_SYNTH = (
-    ("pop", 1), ("pop", 2), ("funk", 3), ("funk", 4), ("halftime", 5), ("halftime", 6),
-    ("house", 7), ("offbeat_hats", 8), ("offbeat_hats", 9), ("ska", 10), ("waltz", 11),
-    ("waltz", 12), ("six_eight", 13), ("six_eight", 14), ("ballad", 15), ("ballad", 16),
-    ("rock", 17), ("rock", 18), ("bossa", 19), ("pop", 20),
+    ("pop", 1),
+    ("pop", 2),
+    ("funk", 3),
+    ("funk", 4),
+    ("halftime", 5),
+    ("halftime", 6),
+    ("house", 7),
+    ("offbeat_hats", 8),
+    ("offbeat_hats", 9),
+    ("ska", 10),
+    ("waltz", 11),
+    ("waltz", 12),
+    ("six_eight", 13),
+    ("six_eight", 14),
+    ("ballad", 15),
+    ("ballad", 16),
+    ("rock", 17),
+    ("rock", 18),
+    ("bossa", 19),
+    ("pop", 20),
 )
 DEV_CHORALES = ("bach/bwv269", "bach/bwv347", "bach/bwv153.1", "bach/bwv86.6")
 HELD_OUT_SYNTH = (
-    ("pop", 101), ("funk", 102), ("halftime", 103), ("house", 104), ("offbeat_hats", 105),
-    ("ska", 106), ("waltz", 107), ("six_eight", 108), ("ballad", 109), ("rock", 110),
-    ("bossa", 111), ("funk", 112),
+    ("pop", 101),
+    ("funk", 102),
+    ("halftime", 103),
+    ("house", 104),
+    ("offbeat_hats", 105),
+    ("ska", 106),
+    ("waltz", 107),
+    ("six_eight", 108),
+    ("ballad", 109),
+    ("rock", 110),
+    ("bossa", 111),
+    ("funk", 112),
 )
 HELD_OUT_CHORALES = ("bach/bwv66.6", "bach/bwv438", "bach/bwv40.3", "bach/bwv367")
 
 
 def build_set(which: str, cache: Path) -> list[tuple[Piece, Path]]:
     """Render (once; cached by content) the ``which`` ("dev" or "held-out") set."""
-    synth, chorales = (DEV_SYNTH, DEV_CHORALES) if which == "dev" else (HELD_OUT_SYNTH, HELD_OUT_CHORALES)
+    synth, chorales = (
+        (DEV_SYNTH, DEV_CHORALES) if which == "dev" else (HELD_OUT_SYNTH, HELD_OUT_CHORALES)
+    )
     cache.mkdir(parents=True, exist_ok=True)
-    made: list[tuple[pretty_midi.PrettyMIDI, Piece]] = [write_piece(style, seed) for style, seed in synth]
+    made: list[tuple[pretty_midi.PrettyMIDI, Piece]] = [
+        write_piece(style, seed) for style, seed in synth
+    ]
     for i, path in enumerate(chorales):
         result = chorale_piece(path, seed=1000 + i + (0 if which == "dev" else 500))
         if result is None:

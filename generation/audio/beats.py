@@ -162,7 +162,7 @@ def _evidence(mono: np.ndarray) -> _Evidence:
 
 def _autocorrelation(x: np.ndarray) -> np.ndarray:
     centred = x - x.mean()
-    size = 1 << int(math.ceil(math.log2(2 * centred.size)))
+    size = 1 << math.ceil(math.log2(2 * centred.size))
     spectrum = np.fft.rfft(centred, size)
     ac = np.fft.irfft(spectrum * np.conj(spectrum))[: centred.size]
     return ac / ac[0] if ac[0] > 0 else ac
@@ -221,8 +221,8 @@ def _comb(envelope: np.ndarray, periods_frames: np.ndarray, start: int, stop: in
 
 def _peak_near(envelope: np.ndarray, frame: float, radius: int) -> tuple[float, float]:
     """(frame, height) of the envelope's maximum within +-radius of ``frame``, parabolic."""
-    lo = max(int(round(frame)) - radius, 1)
-    hi = min(int(round(frame)) + radius + 1, envelope.size - 1)
+    lo = max(round(float(frame)) - radius, 1)
+    hi = min(round(float(frame)) + radius + 1, envelope.size - 1)
     if hi <= lo:
         return frame, 0.0
     i = lo + int(np.argmax(envelope[lo:hi]))
@@ -271,6 +271,96 @@ def _attack_start(mono: np.ndarray, time_s: float) -> float:
     return (lo + rise) / ANALYSIS_SR
 
 
+@dataclass(frozen=True)
+class _Grid:
+    """A steady pulse in analysis frames: ``phase`` (a beat) and ``period`` (frames per
+    pulse); ``count`` pulses from ``phase`` reach the end of the music; ``heights`` the
+    onset strength found at each; ``spread_s`` how far beats stray from the line."""
+
+    phase: float
+    period: float
+    count: int
+    heights: np.ndarray
+    spread_s: float
+
+    def typical_height(self) -> float:
+        present = self.heights[self.heights > 0]
+        return float(np.median(present)) if present.size else 0.0
+
+
+def _fit_grid(
+    envelope: np.ndarray, coarse_bpm: float, pulse_quarters: float, start: int, stop: int
+) -> _Grid:
+    """Fine tempo and beat phase: the comb of pulses that best fits ``envelope`` near
+    ``coarse_bpm``, then a straight line through the beats moved to their onset peaks."""
+    bpms = np.arange(coarse_bpm * (1 - FINE_RANGE), coarse_bpm * (1 + FINE_RANGE), FINE_STEP_BPM)
+    periods = pulse_quarters * 60.0 / bpms * FPS
+    scores = _comb(envelope, periods, start, stop)
+    best_period, best_phase = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    period = float(periods[best_period])
+    radius = max(1, int(PEAK_WINDOW_S * FPS))
+    # The comb's phase is its first beat at or after `start`; one before may still be music.
+    phase = float(start + best_phase)
+    phase -= period * int(np.ceil((phase - start + radius) / period))
+    count = int((stop - phase) / period) + 1
+    refined = np.array([_peak_near(envelope, f, radius) for f in phase + period * np.arange(count)])
+    heights = refined[:, 1]
+    typical = float(np.median(heights[heights > 0])) if np.any(heights > 0) else 0.0
+    strong = np.flatnonzero(heights >= 0.3 * typical) if typical > 0 else np.array([], int)
+    spread_s = 0.0
+    if strong.size >= 4:
+        slope, offset = np.polyfit(strong, refined[strong, 0], 1)
+        residual = refined[strong, 0] - (slope * strong + offset)
+        kept = strong[np.abs(residual) <= radius / 2]
+        if kept.size >= 4:
+            slope, offset = np.polyfit(kept, refined[kept, 0], 1)
+            residual = refined[kept, 0] - (slope * kept + offset)
+        spread_s = float(np.std(residual)) / FPS
+        period, phase = float(slope), float(offset)
+    return _Grid(phase=phase, period=period, count=count, heights=heights, spread_s=spread_s)
+
+
+def _bar_line(
+    evidence: _Evidence, grid: _Grid, beats_per_bar: int, start: int, stop: int
+) -> tuple[int, float, int]:
+    """Which half pulse of the bar the bar line is on: (best, confidence, runner-up),
+    half pulses counted from ``grid.phase``.
+
+    Every half pulse of the bar is a candidate, scored by what falls on it bar after bar.
+    Kicks, bass notes and chord changes mark bar lines; off-beat hi-hats and skanks only
+    raise the full band, so a loop whose loudest hits are off the beat still gets its beat
+    and its "one" from the rest."""
+    radius = max(1, int(PEAK_WINDOW_S * FPS))
+    half = grid.period / 2
+    halves = grid.phase + half * np.arange(-2 * beats_per_bar, 2 * grid.count + 1)
+    halves = halves[(halves >= start - radius) & (halves < stop)]
+    position = np.round((halves - grid.phase) / half).astype(int) % (2 * beats_per_bar)
+    bar_s = beats_per_bar * grid.period / FPS
+    features = {
+        "kick": np.array([_peak_near(evidence.kick, f, 2)[1] for f in halves]),
+        "bass": np.array([_peak_near(evidence.bass, f, 2)[1] for f in halves]),
+        "full": np.array([_peak_near(evidence.full, f, 2)[1] for f in halves]),
+        "harmony": _harmonic_change(evidence, halves / FPS, bar_s),
+    }
+    scores = np.zeros(2 * beats_per_bar)
+    for name, raw in features.items():
+        # Clipped at the 97th percentile: the first note after silence (often a pickup)
+        # and a final crash are single huge onsets that must not outvote every bar.
+        values = np.minimum(raw, np.percentile(raw, 97))
+        spread = float(values.std())
+        if spread <= 0:
+            continue
+        z = (values - values.mean()) / spread
+        means = np.array(
+            [z[position == c].mean() if np.any(position == c) else 0.0 for c in range(scores.size)]
+        )
+        scores += DOWNBEAT_WEIGHTS[name] * means
+        logger.debug("downbeat evidence %s: %s", name, np.round(means, 2))
+    order = np.argsort(scores)[::-1]
+    margin = float(scores[order[0]] - scores[order[1]])
+    return int(order[0]), float(np.clip(margin, 0.0, 1.0)), int(order[1])
+
+
 def analyze_beats(
     audio: np.ndarray,
     sr: int,
@@ -299,52 +389,20 @@ def analyze_beats(
     if (stop - start) / FPS < 2.0:
         raise ValueError("too short to find a steady beat (under 2 s of sound)")
 
-    tempo_envelope = evidence.low + evidence.full
     coarse, tempo_confidence, rivals = _coarse_tempo(
-        tempo_envelope[start:stop], beats_per_bar, unit, target_bpm
+        (evidence.low + evidence.full)[start:stop], beats_per_bar, unit, target_bpm
     )
-
-    # Fine tempo and beat phase: comb over the meter's pulses.
     pulse_quarters = 4.0 / unit
     phase_envelope = gaussian_filter1d(
         PHASE_WEIGHTS["low"] * evidence.low + PHASE_WEIGHTS["full"] * evidence.full, 1.5
     )
-    bpms = np.arange(coarse * (1 - FINE_RANGE), coarse * (1 + FINE_RANGE), FINE_STEP_BPM)
-    periods = pulse_quarters * 60.0 / bpms * FPS
-    scores = _comb(phase_envelope, periods, start, stop)
-    best_period, best_phase = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    period = float(periods[best_period])
-    phase = float(start + best_phase)
-
-    # Beats on their local onset peaks; the tempo is the line through them.
-    radius = max(1, int(PEAK_WINDOW_S * FPS))
-    # The comb's phase is its first beat at or after `start`; one before may still be music.
-    phase -= period * int(np.ceil((phase - start + radius) / period))
-    count = int((stop - phase) / period) + 1
-    grid = phase + period * np.arange(count)
-    refined = np.array([_peak_near(phase_envelope, f, radius) for f in grid])
-    heights = refined[:, 1]
-    strong = heights >= 0.3 * np.median(heights[heights > 0]) if np.any(heights > 0) else heights > 0
-    index = np.arange(count)
-    if strong.sum() >= 4:
-        slope, offset = np.polyfit(index[strong], refined[strong, 0], 1)
-        residual = refined[strong, 0] - (slope * index[strong] + offset)
-        keep = np.abs(residual) <= radius / 2
-        if keep.sum() >= 4:
-            slope, offset = np.polyfit(index[strong][keep], refined[strong][keep, 0], 1)
-            residual = refined[strong][keep, 0] - (slope * index[strong][keep] + offset)
-        spread_s = float(np.std(residual)) / FPS
-        if spread_s > 0.02:
-            warnings.append(
-                f"the beat wanders by about {1000 * spread_s:.0f} ms around one steady tempo: "
-                "the tempo is an average"
-            )
-        period, phase = float(slope), float(offset)
-    bpm = pulse_quarters * 60.0 * FPS / period
-    beat_frames = phase + period * np.arange(count)
-    beat_frames = beat_frames[beat_frames >= start - radius]
-    beat_times = beat_frames / FPS
-
+    grid = _fit_grid(phase_envelope, coarse, pulse_quarters, start, stop)
+    bpm = pulse_quarters * 60.0 * FPS / grid.period
+    if grid.spread_s > 0.02:
+        warnings.append(
+            f"the beat wanders by about {1000 * grid.spread_s:.0f} ms around one steady "
+            "tempo: the tempo is an average"
+        )
     if tempo_confidence < LOW_CONFIDENCE and rivals:
         rival = max(rivals, key=lambda r: r[1])[0] * bpm / coarse
         warnings.append(
@@ -352,74 +410,40 @@ def analyze_beats(
             f"(metrical level chosen with confidence {tempo_confidence:.2f})"
         )
 
-    # Downbeat, and the beat phase with it: every half pulse of the bar is a candidate bar
-    # line, scored by what falls on it bar after bar. Kicks, bass notes and chord changes
-    # mark bar lines; off-beat hi-hats and skanks only raise the full band, so a loop whose
-    # loudest hits are off the beat still gets its beat and its "one" from the rest.
-    bar_s = beats_per_bar * period / FPS
-    halves = phase + period / 2 * np.arange(-2 * beats_per_bar, 2 * count + 1)
-    halves = halves[(halves >= start - radius) & (halves < stop)]
-    half_index = np.round((halves - phase) / (period / 2)).astype(int)
-    features = {
-        "kick": np.array([_peak_near(evidence.kick, f, 2)[1] for f in halves]),
-        "bass": np.array([_peak_near(evidence.bass, f, 2)[1] for f in halves]),
-        "full": np.array([_peak_near(evidence.full, f, 2)[1] for f in halves]),
-        "harmony": _harmonic_change(evidence, halves / FPS, bar_s),
-    }
-    candidates = 2 * beats_per_bar
-    phase_scores = np.zeros(candidates)
-    for name, values in features.items():
-        # Clipped at the 97th percentile: the first note after silence (often a pickup)
-        # and a final crash are single huge onsets that must not outvote every bar.
-        values = np.minimum(values, np.percentile(values, 97))
-        spread = float(values.std())
-        if spread <= 0:
-            continue
-        z = (values - values.mean()) / spread
-        for c in range(candidates):
-            members = z[half_index % candidates == c]
-            if members.size:
-                phase_scores[c] += DOWNBEAT_WEIGHTS[name] * float(members.mean())
-        logger.debug("downbeat evidence %s: %s", name, np.round(
-            [z[half_index % candidates == c].mean() for c in range(candidates)], 2))
-    order = np.argsort(phase_scores)[::-1]
-    logger.debug("downbeat scores %s", np.round(phase_scores, 2))
-    margin = float(phase_scores[order[0]] - phase_scores[order[1]])
-    downbeat_confidence = float(np.clip(margin / 1.0, 0.0, 1.0))
-    best = int(order[0])
-    if best % 2:  # the bar line sits half a pulse off the comb's phase: so do the beats
-        phase += period / 2
-        beat_frames = phase + period * np.arange(-1, count + 1)
-        beat_frames = beat_frames[(beat_frames >= start - radius) & (beat_frames < stop)]
+    best, downbeat_confidence, second = _bar_line(evidence, grid, beats_per_bar, start, stop)
+    # An odd half pulse: the bar line, and so the beats, sit half a pulse off the comb.
+    phase = grid.phase + (grid.period / 2 if best % 2 else 0.0)
     bar_phase = best // 2
     if downbeat_confidence < LOW_CONFIDENCE:
-        second = int(order[1])
         where = f"pulse {second // 2 + 1}" + (" and a half" if second % 2 != best % 2 else "")
         warnings.append(
             f"downbeat uncertain: pulse {bar_phase + 1} of the found beats, or {where} "
             f"(confidence {downbeat_confidence:.2f})"
         )
-    pulse_index = np.round((beat_frames - phase) / period).astype(int)
-    beat_times = beat_frames / FPS
+    radius = max(1, int(PEAK_WINDOW_S * FPS))
+    pulses = np.arange(-1, grid.count + 1)
+    beat_frames = phase + grid.period * pulses
+    inside = (beat_frames >= start - radius) & (beat_frames < stop)
+    beat_frames, pulses = beat_frames[inside], pulses[inside]
 
-    # The first bar line at or after the music starts (50 ms early allowed: a played note).
-    downbeat_frames = beat_frames[pulse_index % beats_per_bar == bar_phase]
-    first_sound = start - 0.05 * FPS
-    downbeat_frames = downbeat_frames[downbeat_frames >= first_sound]
+    # The first bar line at or after the music starts (50 ms early allowed: a played note),
+    # on its attack when there is one.
+    downbeat_frames = beat_frames[
+        (pulses % beats_per_bar == bar_phase) & (beat_frames >= start - 0.05 * FPS)
+    ]
     if downbeat_frames.size == 0:
         raise ValueError("no whole bar found in the audio")
     first_frame = float(downbeat_frames[0])
     first = first_frame / FPS
     onset_frame, height = _peak_near(phase_envelope, first_frame, radius)
-    if height >= 0.3 * float(np.median(heights[heights > 0])) if np.any(heights > 0) else False:
+    if height >= 0.3 * grid.typical_height() > 0:
         first = _attack_start(mono, onset_frame / FPS)
-    first = max(first - lead_in_s, 0.0)
-    shift = first - (first_frame / FPS - lead_in_s)
+    shift = first - first_frame / FPS
     return BeatAnalysis(
         bpm=float(bpm),
-        beat_times_s=np.maximum(beat_times - lead_in_s, 0.0),
-        downbeat_times_s=np.maximum(downbeat_frames / FPS - lead_in_s + shift, 0.0),
-        first_downbeat_s=float(first),
+        beat_times_s=np.maximum(beat_frames / FPS - lead_in_s, 0.0),
+        downbeat_times_s=np.maximum(downbeat_frames / FPS + shift - lead_in_s, 0.0),
+        first_downbeat_s=float(max(first - lead_in_s, 0.0)),
         tempo_confidence=round(tempo_confidence, 3),
         downbeat_confidence=round(downbeat_confidence, 3),
         warnings=tuple(warnings),

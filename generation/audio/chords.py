@@ -35,10 +35,21 @@ QUALITIES: dict[str, tuple[int, ...]] = {
     "sus4": (0, 5, 7),
 }
 # Subtracted from a quality's match so plainer chords win near-ties.
-_COMPLEXITY = {"": 0.0, "m": 0.0, "7": 0.03, "maj7": 0.03, "m7": 0.03, "dim": 0.05,
-               "aug": 0.06, "sus2": 0.05, "sus4": 0.05}
+_COMPLEXITY = {
+    "": 0.0,
+    "m": 0.0,
+    "7": 0.03,
+    "maj7": 0.03,
+    "m7": 0.03,
+    "dim": 0.05,
+    "aug": 0.06,
+    "sus2": 0.05,
+    "sus4": 0.05,
+}
 _NOTE = r"[A-G][#b]?"
-CHORD_PATTERN = re.compile(rf"^(?P<root>{_NOTE})(?P<quality>maj7|m7|sus2|sus4|dim|aug|m|7)?(?:/(?P<bass>{_NOTE}))?$")
+CHORD_PATTERN = re.compile(
+    rf"^(?P<root>{_NOTE})(?P<quality>maj7|m7|sus2|sus4|dim|aug|m|7)?(?:/(?P<bass>{_NOTE}))?$"
+)
 _NATURALS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 

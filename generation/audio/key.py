@@ -28,8 +28,12 @@ MODES = ("major", "minor")
 # classics. Which one is used is measured in benchmarks/musical_eval.py.
 PROFILES: dict[str, tuple[np.ndarray, np.ndarray]] = {
     "albrecht": (
-        np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081]),
-        np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052]),
+        np.array(
+            [0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081]
+        ),
+        np.array(
+            [0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052]
+        ),
     ),
     "temperley": (
         np.array([5.0, 2.0, 3.5, 2.0, 4.5, 4.0, 2.0, 4.5, 2.0, 3.5, 1.5, 4.0]),
@@ -85,7 +89,7 @@ def harmonic_chroma(audio: np.ndarray, sr: int) -> HarmonicChroma:
     if not np.any(mono):
         raise ValueError("cannot estimate the harmony of silence")
     harmonic = librosa.effects.harmonic(mono, margin=2.0)
-    tuning = float(librosa.estimate_tuning(y=harmonic, sr=ANALYSIS_SR, bins_per_octave=36))
+    tuning = float(librosa.estimate_tuning(y=harmonic, sr=ANALYSIS_SR))  # semitones, [-0.5, 0.5)
     cqt = np.abs(
         librosa.cqt(
             harmonic,
@@ -94,7 +98,7 @@ def harmonic_chroma(audio: np.ndarray, sr: int) -> HarmonicChroma:
             fmin=librosa.note_to_hz("C1") * 2 ** (-1 / 36),  # bins -1/3, 0, +1/3 semitone
             n_bins=7 * 36,
             bins_per_octave=36,
-            tuning=tuning,
+            tuning=3 * tuning,  # in bins of a third of a semitone
         )
     )
     cqt = np.log1p(100.0 * cqt / max(float(cqt.max()), 1e-9))
@@ -120,10 +124,15 @@ def key_scores(chroma: np.ndarray, profile: str = DEFAULT_PROFILE) -> np.ndarray
 
 
 def estimate_key(audio: np.ndarray, sr: int, *, profile: str = DEFAULT_PROFILE) -> KeyEstimate:
-    """Key of ``audio`` (``[channels, samples]`` at ``sr`` Hz). Raises ``ValueError`` for silence."""
+    """Key of ``audio`` (``[channels, samples]`` at ``sr`` Hz).
+
+    Raises ``ValueError`` for silence.
+    """
     analysis = harmonic_chroma(audio, sr)
     chroma, bass = analysis.chroma.sum(axis=1), analysis.bass.sum(axis=1)
-    total = chroma / max(float(chroma.sum()), 1e-9) + BASS_WEIGHT * bass / max(float(bass.sum()), 1e-9)
+    total = chroma / max(float(chroma.sum()), 1e-9) + BASS_WEIGHT * bass / max(
+        float(bass.sum()), 1e-9
+    )
     scores = key_scores(total, profile)
     flat = np.sort(scores.ravel())[::-1]
     mode, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
