@@ -35,7 +35,7 @@ ENV MODEL_CACHE_DIR=/models \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 
 # A C++ compiler: the CPU decoding path builds its small AVX-512 attention kernel on first
-# use (generation/attention_kernel.py; without a compiler it falls back, slower).
+# use (generation/engines/musicgen/attention_kernel.py; without a compiler it falls back, slower).
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends g++; \

@@ -1,4 +1,4 @@
-"""The Azure Functions app: wiring only (convention 2).
+"""The Azure Functions app: wiring only.
 
 Triggers live in blueprints under ``orchestrators/``. Settings are read here once, so a
 missing or bad setting fails the worker at start with a message naming the key, and
@@ -15,5 +15,5 @@ app.register_functions(generation_orchestrator.bp)
 app.register_functions(activities.bp)
 app.register_functions(batch_trigger.bp)
 
-runtime.settings()
+runtime.check_configuration()
 runtime.start_model_warmup()

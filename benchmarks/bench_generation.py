@@ -6,7 +6,8 @@
 Paths, each in its own child process (so each peak memory is its own):
   baseline       transformers fp32 ``generate``, one call per stem (the old worker)
   hf-batched     transformers fp32 ``generate``, all stems in one call
-  project-*      the project's decoding loop (``generation.musicgen.generate_clips``), all
+  project-*      the project's decoding loop (``generate_clips`` of
+                 ``generation.engines.musicgen.generate``), all
                  stems in one batch, decoder weights in float32 / bfloat16 / int8
 Fidelity: relative error of the decoder logits of each reduced precision against fp32 on
 the same teacher-forced tokens. Throughput: 4 concurrent requests of ``--stems`` stems on
@@ -78,7 +79,7 @@ def _settings(model: str, device: str, precision: str):
 
 
 def _prompts(stems: int) -> list[str]:
-    from generation.prompts import build_stem_prompt
+    from generation.stems.prompts import build_stem_prompt
 
     return [build_stem_prompt(s, style="rock", target_bpm=120) for s in STEMS[:stems]]
 
@@ -86,8 +87,8 @@ def _prompts(stems: int) -> list[str]:
 def _measure_hf(args: argparse.Namespace, one_by_one: bool) -> dict:
     import torch
 
-    from generation.model_loader import load_model
-    from generation.musicgen import plan_length
+    from generation.engines.musicgen.generate import plan_length
+    from generation.engines.musicgen.loader import load_model
 
     loaded = load_model(_settings(args.model, args.device, "float32"))
     plan = plan_length(
@@ -116,8 +117,8 @@ def _measure_hf(args: argparse.Namespace, one_by_one: bool) -> dict:
 
 
 def _measure_project(args: argparse.Namespace, precision: str) -> dict:
-    from generation.model_loader import load_model
-    from generation.musicgen import ClipSpec, generate_clips
+    from generation.engines.musicgen.generate import ClipSpec, generate_clips
+    from generation.engines.musicgen.loader import load_model
 
     loaded = load_model(_settings(args.model, args.device, precision))
     clips = [ClipSpec(p, args.duration, args.seed + i) for i, p in enumerate(_prompts(args.stems))]
@@ -141,8 +142,8 @@ def _measure_fidelity(args: argparse.Namespace) -> dict:
     """Relative logit error of bf16 and int8 decoders vs fp32, teacher-forced."""
     import torch
 
-    from generation.fast_decoder import FastDecoder, WeightFormat
-    from generation.model_loader import load_model
+    from generation.engines.musicgen.fast_decoder import FastDecoder, WeightFormat
+    from generation.engines.musicgen.loader import load_model
 
     loaded = load_model(_settings(args.model, args.device, "float32"))
     text = loaded.processor(text=_prompts(args.stems), padding=True, return_tensors="pt")
@@ -171,9 +172,9 @@ def _measure_fidelity(args: argparse.Namespace) -> dict:
 
 
 def _measure_throughput(args: argparse.Namespace, batched: bool) -> dict:
-    from generation.batcher import BatchPolicy, ClipBatcher
-    from generation.model_loader import load_model
-    from generation.musicgen import ClipSpec, generate_clips
+    from generation.engines.musicgen.batcher import BatchPolicy, ClipBatcher
+    from generation.engines.musicgen.generate import ClipSpec, generate_clips
+    from generation.engines.musicgen.loader import load_model
 
     loaded = load_model(_settings(args.model, args.device, "auto"))
     requests = [
@@ -240,7 +241,7 @@ def _ensure_model(model: str | None) -> str:
         return model
     target = ROOT / ".checkpoints" / "musicgen-small-random"
     if not (target / "config.json").is_file():
-        from generation.checkpoints import build_checkpoint
+        from generation.testing.checkpoints import build_checkpoint
 
         logger.info("building the random musicgen-small checkpoint into %s", target)
         build_checkpoint("musicgen-small-random", target)

@@ -11,18 +11,17 @@ loaded or generation failed; errors are one line on stderr.
 
     python -m generation conform INPUT --bpm 120 --bars 8 [--time-signature 4/4] --out OUTPUT
 
-locks an audio file to a tempo and cuts it to whole bars (``generation.musical.conform``);
+locks an audio file to a tempo and cuts it to whole bars (``generation.audio.conform``);
 OUTPUT's format follows its extension. Exit 2 on an unreadable input or bad option.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +29,23 @@ import soundfile as sf
 from tqdm import tqdm
 from transformers.utils import logging as transformers_logging
 
-from generation.arrangement import analyze_track, plan_grid
-from generation.audio import ENCODINGS, decode_audio, write_audio
+from generation.audio.codecs import decode_audio
+from generation.audio.conform import conform
+from generation.engines.musicgen.generate import MelodyCondition
+from generation.engines.musicgen.loader import model_holder
 from generation.errors import GenerationError, InvalidRequestError, SettingsError
-from generation.model_loader import model_holder
-from generation.musical import conform, mix
-from generation.musicgen import MelodyCondition
-from generation.prompts import known_stems
-from generation.request import OutputFormat, parse_request, parse_time_signature
+from generation.request import (
+    OutputFormat,
+    parse_request,
+    parse_time_signature,
+    quarter_notes_per_beat,
+)
 from generation.settings import load_generation_settings
-from generation.stems import build_manifest, mix_record, render_stems, stem_record
+from generation.stems.grid import plan_grid
+from generation.stems.output import LocalFolder, finish_set, write_stem
+from generation.stems.prompts import known_stems
+from generation.stems.render import render_stems
+from generation.stems.track import excerpt_for_stems, read_track
 
 logger = logging.getLogger("generation")
 
@@ -117,25 +123,28 @@ def _time_signature(text: str) -> tuple[int, int]:
         ) from None
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise InvalidRequestError(f"cannot read {path}: {error.strerror}") from None
+
+
 def _read_audio(path: Path) -> tuple[np.ndarray, int]:
     """``path`` as float32 ``[channels, samples]`` and its rate; one clear error if not."""
     try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise InvalidRequestError(f"cannot read {path}: {error.strerror}") from None
-    try:
-        return decode_audio(data, what=str(path))
+        return decode_audio(_read_bytes(path), what=str(path))
     except ValueError as error:
         raise InvalidRequestError(str(error)) from None
 
 
 def _conform(args: argparse.Namespace) -> int:
-    beats_per_bar, unit = _time_signature(args.time_signature)
+    beats_per_bar, _ = _time_signature(args.time_signature)
     if not args.bpm > 0 or args.bars < 1:
         raise InvalidRequestError("--bpm must be > 0 and --bars >= 1")
     audio, sample_rate = _read_audio(args.input)
     # --bpm counts quarter notes, as in a DAW and the service; conform counts beat units.
-    pulse = 4 / unit
+    pulse = quarter_notes_per_beat(args.time_signature)
     try:
         audio = conform(
             audio,
@@ -157,13 +166,15 @@ def _conform(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    if args.model:
-        os.environ["MUSICGEN_MODEL"] = args.model
-    if args.cache_dir:
-        os.environ["MODEL_CACHE_DIR"] = args.cache_dir
-    if args.gpu:
-        os.environ["USE_GPU"] = "true"
-    settings = load_generation_settings()
+    started_at = datetime.now(UTC).isoformat()
+    overrides = {
+        "musicgen_model": args.model,
+        "model_cache_dir": Path(args.cache_dir) if args.cache_dir else None,
+        "use_gpu": True if args.gpu else None,
+    }
+    settings = load_generation_settings().model_copy(
+        update={k: v for k, v in overrides.items() if v is not None}
+    )
     parameters = {
         "duration_seconds": args.duration
         if args.duration is not None
@@ -193,9 +204,14 @@ def _generate(args: argparse.Namespace) -> int:
     upload = None
     melody = None
     if args.follow is not None:
-        audio, sample_rate = _read_audio(args.follow)
-        upload = analyze_track(audio, sample_rate, time_signature=args.time_signature)
-        melody = MelodyCondition(audio, sample_rate)
+        # As the service does: read what the analysis uses, then the stems' mono copy.
+        try:
+            upload, excerpt = read_track(
+                _read_bytes(args.follow), time_signature=args.time_signature, what=str(args.follow)
+            )
+        except ValueError as error:
+            raise InvalidRequestError(str(error)) from None
+        melody = MelodyCondition(*excerpt_for_stems(excerpt))
         logger.info("%s: %s BPM, %s", args.follow, upload.bpm, upload.key)
     try:
         plan = plan_grid(request.parameters, upload)
@@ -216,32 +232,18 @@ def _generate(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
-    args.out.mkdir(parents=True, exist_ok=True)
-    encoding = ENCODINGS[request.output_format]
-    fmt = request.output_format
-    records = []
-    for item in rendered:
-        name = f"{item.stem.value}.{encoding.extension}"
-        write_audio(args.out / name, item.audio, item.sample_rate, fmt)
-        records.append(stem_record(item, name, loaded.model_id, fmt.value))
-    mixed = mix([item.audio for item in rendered], loaded.sample_rate)
-    mix_name = f"mix.{encoding.extension}"
-    write_audio(args.out / mix_name, mixed, loaded.sample_rate, fmt)
-    stem_names = [item.stem.value for item in rendered]
-    manifest = build_manifest(
+    sink = LocalFolder(args.out)
+    records = [write_stem(sink, item, request) for item in rendered]
+    finish_set(
+        sink,
         request,
         records,
-        model_id=loaded.model_id,
-        timings={
-            "model_load_seconds": round(loaded.load_seconds, 3),
-            "generation_seconds": rendered[0].generation_seconds,
-        },
         plan=plan,
         upload=upload,
-        mix=mix_record(mixed, loaded.sample_rate, mix_name, stem_names, fmt.value),
-        warnings=[f"{r.stem.value}: {w}" for r in rendered for w in r.warnings],
+        audio=[item.audio for item in rendered],
+        model_id=loaded.model_id,
+        started_at=started_at,
     )
-    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     logger.info(
         "wrote %d stem(s) and manifest.json to %s (seed %d)", len(rendered), args.out, request.seed
     )

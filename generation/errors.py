@@ -70,7 +70,7 @@ class CallbackError(GenerationError):
 
 
 class UnsafeCallbackUrl(InvalidRequestError):
-    """A callback URL that the callback policy refuses (``generation/url_safety.py``).
+    """A callback URL that the callback policy refuses (``generation/adapters/url_safety.py``).
 
     The message starts ``unsafe callback URL:`` and names the scheme or host and the
     reason, never the path, query string, credentials or the address the host resolved to.

@@ -11,7 +11,6 @@ Its JSON shape is the old worker's POST body::
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from enum import StrEnum
@@ -43,13 +42,9 @@ MAX_ID_LENGTH = 128
 # backslash, '#', '?', control characters, a leading '@' and more than 256 characters).
 SAFE_ID_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.[A-Za-z0-9_-])*$"
 
-MAX_BODY_BYTES = 64 * 1024
-# A request nests two deep ({"parameters": {...}}, {"target_stems": [...]}); anything far
-# deeper is refused before it is parsed, so no input can exhaust the parser's recursion.
-MAX_JSON_DEPTH = 8
 # At most this many field errors are listed (a body with 10,000 unknown keys gets a summary).
 MAX_ERRORS = 50
-_MAX_FIELD_CHARS = 200
+MAX_FIELD_CHARS = 200
 
 
 class Stem(StrEnum):
@@ -192,7 +187,7 @@ class GenerationRequest(BaseModel):
         if url is not None and not url.startswith(("https://", "http://")):
             raise ValueError("callback_url must be an http(s) URL")
         # Cheap syntax only: the full policy (https, public addresses) needs settings and
-        # DNS, so the send_callback activity applies it (generation/url_safety.py).
+        # DNS, so the send_callback activity applies it (generation/adapters/url_safety.py).
         if url is not None and "@" in urlsplit(url).netloc:
             raise ValueError("callback_url must not carry credentials (user:password@)")
         return url
@@ -212,16 +207,26 @@ def parse_time_signature(text: str) -> tuple[int, int]:
     return int(beats), int(unit)
 
 
+def quarter_notes_per_beat(time_signature: str) -> float:
+    """Quarter notes in one beat of ``time_signature`` (4/4: 1, 6/8: 0.5, 2/2: 2). BPM
+    counts quarter notes, as in a DAW; multiply a tempo in beats by this to get it."""
+    return 4.0 / parse_time_signature(time_signature)[1]
+
+
+def quarter_notes_per_bar(time_signature: str) -> float:
+    """Quarter notes in one bar of ``time_signature`` (4/4: 4, 6/8: 3, 3/4: 3)."""
+    return parse_time_signature(time_signature)[0] * quarter_notes_per_beat(time_signature)
+
+
 def bar_seconds(bpm: float, time_signature: str) -> float:
     """Seconds one bar of ``time_signature`` lasts at ``bpm`` quarter notes per minute."""
-    beats, unit = parse_time_signature(time_signature)
-    return beats * (4.0 / unit) * 60.0 / bpm
+    return quarter_notes_per_bar(time_signature) * 60.0 / bpm
 
 
 def _field_name(loc: tuple[int | str, ...]) -> str:
     # An unknown key is echoed back: keep it short.
     name = ".".join(str(part) for part in loc) or "body"
-    return name if len(name) <= _MAX_FIELD_CHARS else name[: _MAX_FIELD_CHARS - 3] + "..."
+    return name if len(name) <= MAX_FIELD_CHARS else name[: MAX_FIELD_CHARS - 3] + "..."
 
 
 def field_errors(error: ValidationError) -> list[dict[str, Any]]:
@@ -289,97 +294,3 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
     return "an object"
-
-
-# Brackets, quotes and backslashes: all the nesting scanner needs to look at.
-_STRUCTURE = re.compile(r'[\\"\[\]{}]')
-
-
-def json_nesting_exceeds(text: str, limit: int) -> bool:
-    """Whether the JSON text ``text`` nests arrays/objects more than ``limit`` deep.
-
-    A linear scan that skips brackets inside strings; it never parses, so it is safe on any
-    input (invalid JSON included) and cheap: text with at most ``limit`` brackets in all is
-    answered without scanning.
-    """
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    depth = 0
-    in_string = False
-    escaped_until = -1  # a backslash in a string escapes the character after it
-    for match in _STRUCTURE.finditer(text):
-        position = match.start()
-        if position < escaped_until:
-            continue
-        char = match.group()
-        if in_string:
-            if char == "\\":
-                escaped_until = position + 2
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
-
-
-def json_depth(value: Any, limit: int) -> int:
-    """How deep the decoded JSON ``value`` nests (a scalar is 0), counting no further than
-    ``limit + 1``."""
-    if limit < 0 or not isinstance(value, dict | list):
-        return 0
-    children = value.values() if isinstance(value, dict) else value
-    return 1 + max((json_depth(child, limit - 1) for child in children), default=0)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # A repeated key means two readers could see two different requests: refuse it.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"key {key[:_MAX_FIELD_CHARS]!r} appears twice in one object")
-        result[key] = value
-    return result
-
-
-def decode_json(
-    data: bytes | str,
-    *,
-    what: str = "body",
-    max_bytes: int = MAX_BODY_BYTES,
-    max_depth: int = MAX_JSON_DEPTH,
-) -> Any:
-    """Strictly decode one JSON document; raises ``InvalidRequestError`` naming ``what``.
-
-    Refused: more than ``max_bytes`` bytes, bytes that are not UTF-8 (no BOM), nesting
-    deeper than ``max_depth``, ``NaN``/``Infinity``, a key repeated within an object, and
-    anything that is not JSON. Numbers too large for a float (``1e400``) decode to infinity
-    and are refused by the model.
-    """
-    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
-    if size > max_bytes:
-        raise InvalidRequestError(f"{what} is larger than {max_bytes} bytes")
-    if isinstance(data, bytes):
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InvalidRequestError(
-                f"{what} is not UTF-8 (invalid byte at position {error.start})"
-            ) from None
-    else:
-        text = data
-    if json_nesting_exceeds(text, max_depth):
-        raise InvalidRequestError(f"{what} nests arrays/objects deeper than {max_depth} levels")
-    try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
-    except (ValueError, RecursionError) as error:
-        raise InvalidRequestError(f"{what} is not valid JSON: {error}") from None

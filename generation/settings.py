@@ -1,25 +1,33 @@
-"""Settings, read once from the environment into typed objects.
+"""Settings of the generation core, read from the environment into one typed object.
 
-``GenerationSettings`` is all the core and the CLI need; ``ServiceSettings`` adds what the
-Azure Functions app needs (storage, callbacks). Every key is listed in
+``GenerationSettings`` is all the core and the CLI need; the Functions app extends it with
+storage and callbacks (``orchestrators.settings.ServiceSettings``). Every environment
+variable the product reads goes through one of the two; every key is listed in
 ``local.settings.sample.json`` and in the README. A bad value fails at start with a message
-naming the environment key.
+naming the environment key. The CLI overrides values with ``model_copy(update=...)``, never
+by writing the environment.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from generation.errors import SettingsError
 
 DEFAULT_MODEL_ID = "facebook/musicgen-small"
-MIN_CALLBACK_SECRET_CHARS = 16
+# MusicGen's own sampling defaults and audiocraft's continuation window: the one place these
+# numbers live (the engine's signatures default to them too).
+DEFAULT_TOP_K = 250
+DEFAULT_TOP_P = 0.0
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_GUIDANCE_SCALE = 3.0
+DEFAULT_WINDOW_SECONDS = 30.0
+DEFAULT_EXTEND_STRIDE_SECONDS = 18.0
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +57,19 @@ class GenerationSettings(BaseSettings):
         description="Decoder weights: auto = int8 on CPU, bfloat16 on GPU; float32 = exact.",
     )
     default_duration_seconds: float = Field(10.0, gt=0, le=300)
-    default_top_k: int = Field(250, ge=0, le=2048, description="0 disables top-k.")
-    default_top_p: float = Field(0.0, ge=0, le=1, description="0 disables nucleus sampling.")
-    default_temperature: float = Field(1.0, gt=0, le=10)
-    default_guidance_scale: float = Field(3.0, ge=0, le=20, description="Classifier-free guidance.")
+    default_top_k: int = Field(DEFAULT_TOP_K, ge=0, le=2048, description="0 disables top-k.")
+    default_top_p: float = Field(
+        DEFAULT_TOP_P, ge=0, le=1, description="0 disables nucleus sampling."
+    )
+    default_temperature: float = Field(DEFAULT_TEMPERATURE, gt=0, le=10)
+    default_guidance_scale: float = Field(
+        DEFAULT_GUIDANCE_SCALE, ge=0, le=20, description="Classifier-free guidance."
+    )
     window_seconds: float = Field(
-        30.0, ge=2, le=40, description="Longest stretch generated in one pass (model window)."
+        DEFAULT_WINDOW_SECONDS,
+        ge=2,
+        le=40,
+        description="Longest stretch generated in one pass (model window).",
     )
     batch_window_ms: float = Field(
         200.0, ge=0, le=10_000, description="How long the worker gathers stems into one batch."
@@ -64,7 +79,16 @@ class GenerationSettings(BaseSettings):
         3072, ge=64, description="Attention-cache memory one batch may use, MB."
     )
     extend_stride_seconds: float = Field(
-        18.0, gt=0, description="New audio added per continuation window beyond the first."
+        DEFAULT_EXTEND_STRIDE_SECONDS,
+        gt=0,
+        description="New audio added per continuation window beyond the first.",
+    )
+    fast_attention_kernel: bool = Field(
+        True,
+        description="int8 on CPU: fp16 attention cache read by the project's AVX-512 kernel.",
+    )
+    hf_hub_offline: bool = Field(
+        False, description="Never download: a model missing from the cache fails to load."
     )
 
     @model_validator(mode="after")
@@ -74,100 +98,7 @@ class GenerationSettings(BaseSettings):
         return self
 
 
-class ServiceSettings(GenerationSettings):
-    """Settings of the Functions app: the generation ones plus storage and callbacks."""
-
-    azure_storage_connection_string: SecretStr | None = Field(
-        None, description="Storage connection string (the old worker's setting)."
-    )
-    azure_storage_account_url: str | None = Field(
-        None,
-        description="https://<account>.blob.core.windows.net, used with DefaultAzureCredential.",
-    )
-    blob_container_name: str = Field("audio-files", min_length=3, max_length=63)
-    upload_container_name: str | None = Field(
-        None,
-        min_length=3,
-        max_length=63,
-        description="Container of uploaded tracks; default BLOB_CONTAINER_NAME.",
-    )
-    upload_blob_template: str = Field(
-        "uploads/{audio_file_id}",
-        description="Blob name of an upload, with {audio_file_id} where the request's id goes.",
-    )
-    max_upload_mb: float = Field(
-        100.0, gt=0, le=2048, description="Largest uploaded track analysed, MB."
-    )
-    callback_url: str | None = Field(
-        None, description="Default callback when a request names none."
-    )
-    callback_timeout_seconds: float = Field(10.0, gt=0, le=120)
-    callback_max_attempts: int = Field(5, ge=1, le=20)
-    callback_backoff_seconds: float = Field(1.0, ge=0, le=60)
-    model_warmup_on_start: bool = Field(
-        True, description="Load MusicGen in the background at start."
-    )
-    callback_secret: SecretStr | None = Field(
-        None,
-        description="HMAC key(s) signing callbacks: 'new' or 'new,old' while rotating.",
-    )
-    callback_allow_http: bool = Field(
-        False, description="Allow plain http:// callback URLs (local development only)."
-    )
-    callback_allow_private_networks: bool = Field(
-        False,
-        description="Allow callbacks to loopback/private/link-local addresses (local dev only).",
-    )
-    callback_allowed_hosts: str = Field(
-        "", description="Comma-separated host names callbacks may go to; empty: any host."
-    )
-    callback_max_total_seconds: float = Field(
-        120.0, gt=0, le=3600, description="Time budget of one callback, all retries included."
-    )
-
-    @field_validator("upload_blob_template")
-    @classmethod
-    def _one_id_placeholder(cls, value: str) -> str:
-        if value.count("{audio_file_id}") != 1:
-            raise ValueError("must contain {audio_file_id} exactly once")
-        rest = value.replace("{audio_file_id}", "")
-        if "{" in rest or "}" in rest or value.startswith("/") or "//" in value:
-            raise ValueError("must be a blob path like uploads/{audio_file_id}")
-        return value
-
-    @field_validator("callback_secret")
-    @classmethod
-    def _one_or_two_secrets(cls, value: SecretStr | None) -> SecretStr | None:
-        # Messages never quote the value: it is a secret.
-        if value is None:
-            return None
-        parts = [part.strip() for part in value.get_secret_value().split(",")]
-        if not 1 <= len(parts) <= 2 or not all(parts):
-            raise ValueError("must be one secret, or two comma-separated (new,old)")
-        if any(len(part) < MIN_CALLBACK_SECRET_CHARS for part in parts):
-            raise ValueError(f"each secret needs at least {MIN_CALLBACK_SECRET_CHARS} characters")
-        return value
-
-    @model_validator(mode="after")
-    def _warn_unsigned_callbacks(self) -> ServiceSettings:
-        # Settings are read once per process, at start: this warns once.
-        if self.callback_secret is None:
-            logger.warning("CALLBACK_SECRET is not set: callbacks are sent unsigned")
-        return self
-
-    def callback_secrets(self) -> list[str]:
-        """The callback signing secrets, newest first (empty without ``CALLBACK_SECRET``)."""
-        if self.callback_secret is None:
-            return []
-        return [part.strip() for part in self.callback_secret.get_secret_value().split(",")]
-
-    @model_validator(mode="after")
-    def _storage_configured(self) -> ServiceSettings:
-        if self.azure_storage_connection_string is None and not self.azure_storage_account_url:
-            raise ValueError(
-                "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL must be set"
-            )
-        return self
+S = TypeVar("S", bound=GenerationSettings)
 
 
 def _describe(error: ValidationError) -> str:
@@ -178,7 +109,8 @@ def _describe(error: ValidationError) -> str:
     return "invalid settings: " + "; ".join(parts)
 
 
-def _load(cls: type[GenerationSettings]) -> GenerationSettings:
+def load_settings(cls: type[S]) -> S:
+    """Read ``cls`` from the environment now (no caching); ``SettingsError`` names the key."""
     try:
         return cls()
     except ValidationError as error:
@@ -187,17 +119,4 @@ def _load(cls: type[GenerationSettings]) -> GenerationSettings:
 
 def load_generation_settings() -> GenerationSettings:
     """Read ``GenerationSettings`` from the environment now (no caching)."""
-    return _load(GenerationSettings)
-
-
-def load_service_settings() -> ServiceSettings:
-    """Read ``ServiceSettings`` from the environment now (no caching)."""
-    settings = _load(ServiceSettings)
-    assert isinstance(settings, ServiceSettings)
-    return settings
-
-
-@functools.cache
-def service_settings() -> ServiceSettings:
-    """The service's settings, read once per process."""
-    return load_service_settings()
+    return load_settings(GenerationSettings)

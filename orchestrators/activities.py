@@ -8,28 +8,28 @@ leak). Inputs and outputs are plain JSON dicts holding blob names and URLs, neve
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from typing import Any
 
 import azure.durable_functions as df
-import numpy as np
 
-from generation import musical
-from generation.arrangement import GridPlan, TrackAnalysis, analyze_track, plan_grid
-from generation.audio import ENCODINGS, decode_audio, encode_audio
-from generation.callback import send_callback as post_callback
+from generation.adapters.callback import send_callback as post_callback
+from generation.adapters.storage import BlobSink, generation_blob_name, upload_blob_name
+from generation.audio.codecs import Excerpt, decode_audio, encode_audio
+from generation.engines.musicgen.generate import MelodyCondition
 from generation.errors import BlobNotFoundError, UploadError
-from generation.musicgen import MelodyCondition
-from generation.prompts import parse_stem
-from generation.request import GenerationRequest
-from generation.stems import build_manifest, mix_record, musical_summary, render_stems
-from generation.storage import (
-    manifest_blob_name,
-    mix_blob_name,
-    stem_blob_name,
-    upload_blob_name,
+from generation.request import GenerationRequest, OutputFormat
+from generation.stems.grid import GridPlan, plan_grid
+from generation.stems.manifest import musical_summary
+from generation.stems.output import finish_set, write_stem
+from generation.stems.prompts import parse_stem
+from generation.stems.record import StemRecord
+from generation.stems.render import render_stems
+from generation.stems.track import (
+    EXCERPT_NAME,
+    TrackAnalysis,
+    excerpt_for_stems,
+    read_track,
 )
-from generation.url_safety import CallbackPolicy, parse_allowed_hosts
 from orchestrators import runtime
 
 logger = logging.getLogger(__name__)
@@ -51,12 +51,13 @@ def _upload_and_plan(
     return upload, plan_grid(request.parameters, upload)
 
 
-def read_upload(request: GenerationRequest) -> tuple[np.ndarray, int]:
-    """The request's uploaded track: float32 ``[channels, samples]`` and its rate (Hz).
+def read_upload(request: GenerationRequest) -> tuple[TrackAnalysis, Excerpt]:
+    """The request's uploaded track analysed, and the excerpt read for it (bounded memory:
+    see ``generation.stems.track.read_track``).
 
     Raises ``UploadError`` (a caller problem, never retried into success) when the blob is
-    missing, larger than ``MAX_UPLOAD_MB`` or not audio; other storage errors propagate as
-    ``StorageError`` (transient: the activity is retried).
+    missing, larger than ``MAX_UPLOAD_MB`` or not usable audio; other storage errors
+    propagate as ``StorageError`` (transient: the activity is retried).
     """
     assert request.audio_file_id is not None
     settings = runtime.settings()
@@ -71,31 +72,33 @@ def read_upload(request: GenerationRequest) -> tuple[np.ndarray, int]:
         limit = f"MAX_UPLOAD_MB ({settings.max_upload_mb:g} MB)"
         raise UploadError(f"{what}: larger than {limit}") from None
     try:
-        return decode_audio(data, what=what)
+        return read_track(data, time_signature=request.parameters.time_signature, what=what)
     except ValueError as error:
         raise UploadError(str(error)) from None
 
 
 @bp.activity_trigger(input_name="payload", activity="analyze_upload")
 def analyze_upload(payload: dict[str, Any]) -> dict[str, Any]:
-    """Analyse the request's uploaded track: tempo, first downbeat, key.
+    """Analyse the request's uploaded track (tempo, first downbeat, key) and write the
+    copy its stems read, ``generations/{id}/upload-excerpt.flac`` (mono, 32 kHz, at most
+    180 s): the upload is decoded once per request, not once per stem.
 
     Input: ``{"request": <request dict>}``. Output: ``{"ok": true, "analysis":
     TrackAnalysis dict}``, or ``{"ok": false, "error": str}`` when the upload cannot be
-    used (missing, too large, not audio, or its tempo makes the requested bars too long):
-    a caller problem that retrying cannot fix, so it is returned, not raised. Transient
-    storage errors raise (the orchestrator retries them).
+    used (missing, too large, not usable audio, or its tempo makes the requested bars too
+    long): a caller problem that retrying cannot fix, so it is returned, not raised.
+    Transient storage errors raise (the orchestrator retries them).
     """
     request = _request(payload["request"])
     try:
-        audio, sample_rate = read_upload(request)
-        analysis = analyze_track(
-            audio, sample_rate, time_signature=request.parameters.time_signature
-        )
+        analysis, excerpt = read_upload(request)
         plan_grid(request.parameters, analysis)  # the upload's tempo must fit the request
     except (UploadError, ValueError) as error:
         logger.warning("%s: upload not usable: %s", request.generation_request_id, error)
         return {"ok": False, "error": str(error)}
+    copy, rate = excerpt_for_stems(excerpt)
+    del excerpt
+    _sink(request).write(EXCERPT_NAME, encode_audio(copy, rate, OutputFormat.FLAC), "audio/flac")
     logger.info(
         "%s: upload %s analysed: %s BPM, %s",
         request.generation_request_id,
@@ -125,7 +128,9 @@ def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
     loaded = runtime.model().get()  # loaded once per worker; waits if still loading
     melody = None
     if upload is not None and loaded.supports_melody:
-        audio, sample_rate = read_upload(request)
+        # The analysis wrote this small copy; a stem never decodes the upload itself.
+        name = generation_blob_name(request.generation_request_id, EXCERPT_NAME)
+        audio, sample_rate = decode_audio(_sink(request).read(name), what=name)
         melody = MelodyCondition(audio, sample_rate)
     # Stems of concurrent requests share one batched generation (runtime.batcher).
     [rendered] = render_stems(
@@ -137,55 +142,12 @@ def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
         melody=melody,
         generate=runtime.batcher().generate,
     )
-    encoding = ENCODINGS[request.output_format]
-    name = stem_blob_name(request.generation_request_id, stem.value, encoding.extension)
-    data = encode_audio(rendered.audio, rendered.sample_rate, request.output_format)
-    url = runtime.blob_store().upload_bytes(name, data, encoding.content_type, overwrite=True)
-    logger.info("stored %s (%d bytes) for %s", name, len(data), request.generation_request_id)
-    return {
-        "stem": stem.value,
-        "blob_name": name,
-        "blob_url": url,
-        "duration_seconds": rendered.duration_seconds,
-        "samples": int(rendered.audio.shape[-1]),
-        "sample_rate": rendered.sample_rate,
-        "prompt": rendered.prompt,
-        "seed": rendered.seed,
-        "model_id": loaded.model_id,
-        "generation_seconds": rendered.generation_seconds,
-        "processing_seconds": rendered.processing_seconds,
-        "format": request.output_format.value,
-        "detected_bpm": rendered.detected_bpm,
-        "stretch_ratio": rendered.stretch_ratio,
-        "loudness_lufs": rendered.loudness_lufs,
-        "true_peak_dbtp": rendered.true_peak_dbtp,
-        "melody_conditioned": rendered.melody_conditioned,
-        "warnings": list(rendered.warnings),
-        "musical": musical_summary(plan, upload),
-    }
+    record = write_stem(_sink(request), rendered, request)
+    return {**record.to_dict(), "musical": musical_summary(plan, upload)}
 
 
-def _write_mix(request: GenerationRequest, stems: list[dict[str, Any]]) -> dict[str, Any]:
-    """Read the finished stems back, mix them and write ``mix.{ext}``; its manifest entry."""
-    store = runtime.blob_store()
-    sample_rate = int(stems[0]["sample_rate"])
-    length = max(int(s["samples"]) for s in stems)
-    arrays = []
-    for stem in stems:
-        audio, _ = decode_audio(store.download_bytes(stem["blob_name"]), what=stem["blob_name"])
-        # A lossy codec may return a few samples more or less: back to the stem's length.
-        fitted = np.zeros((audio.shape[0], length), dtype=np.float32)
-        fitted[:, : min(length, audio.shape[1])] = audio[:, :length]
-        arrays.append(fitted)
-    mixed = musical.mix(arrays, sample_rate)
-    encoding = ENCODINGS[request.output_format]
-    name = mix_blob_name(request.generation_request_id, encoding.extension)
-    data = encode_audio(mixed, sample_rate, request.output_format)
-    url = store.upload_bytes(name, data, encoding.content_type, overwrite=True)
-    record = mix_record(
-        mixed, sample_rate, name, [s["stem"] for s in stems], request.output_format.value
-    )
-    return {**asdict(record), "blob_name": name, "blob_url": url}
+def _sink(request: GenerationRequest) -> BlobSink:
+    return BlobSink(runtime.blob_store(), request.generation_request_id)
 
 
 @bp.activity_trigger(input_name="payload", activity="finalize_generation")
@@ -199,42 +161,31 @@ def finalize_generation(payload: dict[str, Any]) -> dict[str, Any]:
     that cannot be made is a warning in the manifest, not a lost manifest.
     """
     request = _request(payload["request"])
-    stems = payload["stems"]
+    records = [StemRecord.from_dict(_record_fields(s)) for s in payload["stems"]]
     upload, plan = _upload_and_plan(request, payload)
-    warnings = list(payload.get("warnings", []))
-    warnings += [f"{s['stem']}: {w}" for s in stems for w in s.get("warnings", [])]
-    mix: dict[str, Any] | None = None
-    if stems:
-        try:
-            mix = _write_mix(request, stems)
-        except (ValueError, BlobNotFoundError) as error:  # a stem gone or undecodable; other
-            # storage errors are transient and raise, so the activity is retried
-            logger.exception("%s: mix not written", request.generation_request_id)
-            warnings.append(f"mix not written: {error}")
-    model_id = stems[0]["model_id"] if stems else runtime.settings().musicgen_model
-    manifest = build_manifest(
+    delivery = finish_set(
+        _sink(request),
         request,
-        stems,
-        model_id=model_id,
-        failed_stems=payload.get("failed_stems", []),
-        timings={
-            "started_at": payload.get("started_at"),
-            "stems": {s["stem"]: s["generation_seconds"] for s in stems},
-        },
+        records,
         plan=plan,
         upload=upload,
-        mix=mix,
-        warnings=warnings,
+        model_id=records[0].model_id if records else runtime.settings().musicgen_model,
+        failed_stems=payload.get("failed_stems", []),
+        warnings=payload.get("warnings", []),
+        started_at=payload.get("started_at"),
     )
-    name = manifest_blob_name(request.generation_request_id)
-    url = runtime.blob_store().upload_json(name, manifest)
     return {
-        "manifest_blob_name": name,
-        "manifest_url": url,
-        "mix_url": mix["blob_url"] if mix else None,
-        "musical": manifest["musical"],
-        "warnings": warnings,
+        "manifest_blob_name": delivery.manifest_file,
+        "manifest_url": delivery.manifest_url,
+        "mix_url": delivery.mix.blob_url if delivery.mix else None,
+        "musical": delivery.manifest["musical"],
+        "warnings": delivery.warnings,
     }
+
+
+def _record_fields(result: dict[str, Any]) -> dict[str, Any]:
+    """A ``generate_stem`` output without what is not part of the record (``musical``)."""
+    return {k: v for k, v in result.items() if k != "musical"}
 
 
 @bp.activity_trigger(input_name="payload", activity="send_callback")
@@ -250,11 +201,7 @@ def send_callback(payload: dict[str, Any]) -> dict[str, Any]:
     """
     settings = runtime.settings()
     url = payload.get("callback_url") or settings.callback_url
-    policy = CallbackPolicy(
-        allow_http=settings.callback_allow_http,
-        allow_private_networks=settings.callback_allow_private_networks,
-        allowed_hosts=parse_allowed_hosts(settings.callback_allowed_hosts),
-    )
+    policy = settings.callback_policy()
     outcome = post_callback(
         url,
         payload["payload"],

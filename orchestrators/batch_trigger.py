@@ -2,9 +2,12 @@
 
 The file is a JSON array of request bodies or JSON Lines (one body per line). Each valid
 request starts one orchestration (idempotent by ``generation_request_id``, as POST
-/generate is); each invalid one gets a clear error. ``<name>.report.json`` is written
-beside the file. One bad line never stops the others: each entry gets POST /generate's
-checks on its own (at most 64 KiB, nesting, a JSON object, the request model).
+/generate is); each invalid one gets a clear error, a request whose id holds a different
+request a conflict. The report ``<name>.report.json`` is written to the
+``generation-batch-reports`` container of the same account, never beside the batch files
+(so no report can overwrite a batch file, or start a batch). One bad line never stops the
+others: each entry gets POST /generate's checks on its own (at most 64 KiB, nesting, a JSON
+object, the request model, the callback policy).
 """
 
 from __future__ import annotations
@@ -19,15 +22,10 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from generation.errors import InvalidRequestError
-from generation.request import (
-    MAX_BODY_BYTES,
-    MAX_JSON_DEPTH,
-    decode_json,
-    json_depth,
-    parse_request,
-)
-from orchestrators import runtime
-from orchestrators.http_api import DurableClient, start_once
+from generation.request import parse_request
+from orchestrators import admission, runtime
+from orchestrators.body import MAX_BODY_BYTES, MAX_JSON_DEPTH, decode_json, json_depth
+from orchestrators.starter import DurableClient, clear_outputs, start_once
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +48,8 @@ class BatchReport:
     @property
     def counts(self) -> dict[str, int]:
         outcomes = [e["outcome"] for e in self.entries]
-        return {k: outcomes.count(k) for k in ("started", "duplicate", "invalid", "error")}
+        kinds = ("started", "duplicate", "conflict", "invalid", "error")
+        return {k: outcomes.count(k) for k in kinds}
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "counts": self.counts}
@@ -126,16 +125,27 @@ async def _start_one(position: int, item: Any, client: DurableClient) -> dict[st
     if isinstance(item, InvalidRequestError):
         return {**entry, "outcome": "invalid", "errors": item.errors}
     try:
-        request = parse_request(item).with_seed()
+        request = parse_request(item)
+        refused = admission.refusal(request)
+        if refused is not None:
+            raise refused
     except InvalidRequestError as error:
         return {**entry, "outcome": "invalid", "errors": error.errors}
     instance_id = request.generation_request_id
     entry["generation_request_id"] = instance_id
     try:
-        outcome = await start_once(client, request)
+        outcome = await start_once(client, request, before_restart=clear_outputs)
     except Exception as error:
         logger.exception("batch entry %s: could not start %s", position, instance_id)
         return {**entry, "outcome": "error", "error": f"{type(error).__name__}: {error}"}
+    if outcome.conflict:
+        return {
+            **entry,
+            "outcome": "conflict",
+            "instance_id": instance_id,
+            "runtime_status": outcome.runtime_status,
+            "error": "generation_request_id is already in use by a different request",
+        }
     if not outcome.started:
         return {
             **entry,
@@ -151,21 +161,23 @@ async def _start_one(position: int, item: Any, client: DurableClient) -> dict[st
 )
 @bp.durable_client_input(client_name="client")
 async def start_batch(batch: func.InputStream, client) -> None:
-    """Blob trigger on ``generation-batches/{name}``; writes ``{name}.report.json``."""
+    """Blob trigger on ``generation-batches/{name}``; writes
+    ``generation-batch-reports/{name}.report.json``."""
     await handle_batch_blob(batch.name or "", batch.read(), client)
 
 
 async def handle_batch_blob(blob_path: str, data: bytes, client: DurableClient) -> str | None:
     """Run the batch in blob ``blob_path`` and write its report; returns the report's name.
 
-    ``blob_path`` is as the host gives it (``generation-batches/<name>``). Reports
-    themselves are ignored, so writing one does not start another batch.
+    ``blob_path`` is as the host gives it (``generation-batches/<name>``); every batch
+    file is run, whatever its name. Reports go to their own container, so writing one
+    starts nothing.
     """
     name = blob_path.split("/", 1)[1] if "/" in blob_path else blob_path
-    if name.endswith(REPORT_SUFFIX):
+    if not name:
+        logger.warning("batch trigger fired without a blob name (%r): nothing run", blob_path)
         return None
     report = await run_batch(name, data, client)
     report_name = name + REPORT_SUFFIX
-    store = runtime.blob_store().for_container(runtime.BATCH_CONTAINER)
-    store.upload_json(report_name, report.to_dict())
+    runtime.batch_report_store().upload_json(report_name, report.to_dict())
     return report_name

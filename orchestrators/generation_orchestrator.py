@@ -1,9 +1,10 @@
 """The durable orchestrator: one stem generation request, fanned out and delivered.
 
-It only decides (convention 6): every side effect is an activity, and the code reads nothing
-but its input, the task results replayed from history and ``context.current_utc_datetime``,
-so each replay makes the same decisions. Payloads are JSON dicts holding blob names and
-URLs, never audio (convention 5).
+It only decides: every side effect is an activity, and the code reads nothing but its
+input, the task results replayed from history and ``context.current_utc_datetime`` (no
+I/O, clocks, random numbers or environment), so each replay makes the same decisions.
+Payloads are JSON dicts holding blob names and URLs, never audio: large payloads spill
+into blobs and slow every replay.
 
 Flow::
 
@@ -38,6 +39,8 @@ from typing import Any
 
 import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase, TaskState
+
+from generation.stems.record import StemRecord
 
 logger = logging.getLogger(__name__)
 
@@ -208,22 +211,6 @@ def _fan_out(
     return results, errors
 
 
-# What the callback says about each stem (the manifest has everything).
-CALLBACK_STEM_FIELDS = (
-    "stem",
-    "blob_url",
-    "duration_seconds",
-    "samples",
-    "sample_rate",
-    "seed",
-    "detected_bpm",
-    "stretch_ratio",
-    "loudness_lufs",
-    "true_peak_dbtp",
-    "melody_conditioned",
-)
-
-
 def _notify(
     context: df.DurableOrchestrationContext,
     request: dict[str, Any],
@@ -264,7 +251,9 @@ def _deliver(
         "seed": request.get("seed"),
         "model_id": succeeded[0]["model_id"] if succeeded else None,
         "musical": musical,
-        "stems": [{key: result.get(key) for key in CALLBACK_STEM_FIELDS} for result in succeeded],
+        "stems": [
+            {key: result.get(key) for key in StemRecord.CALLBACK_FIELDS} for result in succeeded
+        ],
         "mix_url": mix_url,
         "failed_stems": failed_stems,
         "warnings": warnings,

@@ -14,49 +14,33 @@ with the durable client's methods, so tests call them with a fake client.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import weakref
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 import azure.durable_functions as df
 import azure.functions as func
 import torch
 
+from generation.engines.musicgen.loader import ModelState
 from generation.errors import InvalidRequestError
-from generation.model_loader import ModelState
-from generation.request import (
-    MAX_BODY_BYTES,
-    GenerationRequest,
-    check_id,
-    decode_json,
-    parse_request,
+from generation.request import check_id, parse_request
+from orchestrators import admission, runtime
+from orchestrators.body import MAX_BODY_BYTES, decode_json
+from orchestrators.starter import (
+    DurableClient,
+    clear_outputs,
+    read_runtime_status,
+    start_once,
 )
-from orchestrators import runtime
 
 logger = logging.getLogger(__name__)
 
 bp = df.Blueprint()
 
-ORCHESTRATOR = "stem_generation_orchestrator"
-# Still running or done well: a repeat returns this instance and starts nothing.
-KEEP = frozenset({"Pending", "Running", "Completed", "ContinuedAsNew", "Suspended"})
 RETRY_AFTER_S = 5
-
-
-class DurableClient(Protocol):
-    """The part of ``DurableOrchestrationClient`` the API uses."""
-
-    async def start_new(
-        self, orchestration_function_name: str, instance_id: str | None, client_input: Any
-    ) -> str: ...
-
-    async def get_status(self, instance_id: str) -> Any: ...
-
-    def create_http_management_payload(self, instance_id: str) -> dict[str, str]: ...
 
 
 def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -67,12 +51,6 @@ def _json(body: Any, status: int, headers: dict[str, str] | None = None) -> func
 
 def _bad_request(errors: list[dict[str, Any]]) -> func.HttpResponse:
     return _json({"error": "invalid request", "errors": errors}, 400)
-
-
-def _runtime_status(status: Any) -> str | None:
-    """The instance's runtime status name, or ``None`` when the instance is unknown."""
-    value = getattr(status, "runtime_status", None)
-    return None if value is None else getattr(value, "value", str(value))
 
 
 def _unavailable(what: str) -> func.HttpResponse:
@@ -107,91 +85,61 @@ def decode_json_body(req: func.HttpRequest) -> Any:
     return decode_json(req.get_body() or b"", max_bytes=MAX_BODY_BYTES)
 
 
-# One lock per instance id being started in this worker: concurrent repeats of a request
-# wait for the first to start it, then find it running. Entries vanish once nobody holds them.
-_start_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-
-
-def _lock_for(instance_id: str) -> asyncio.Lock:
-    lock = _start_locks.get(instance_id)
-    if lock is None:
-        lock = _start_locks[instance_id] = asyncio.Lock()
-    return lock
-
-
-@dataclass(frozen=True)
-class StartOutcome:
-    """What ``start_once`` did: ``started``, and the instance's runtime status before
-    (``None`` when new) or, for a duplicate, the status that made it one."""
-
-    started: bool
-    runtime_status: str | None
-
-
-async def start_once(client: DurableClient, request: GenerationRequest) -> StartOutcome:
-    """Start the orchestration for ``request`` unless its id is already pending, running or
-    completed; exactly one start however many repeats arrive at once.
-
-    Within this worker a per-id lock orders the check and the start. Across workers, the
-    Durable extension refuses to start an id that is still pending or running; that refusal
-    is read back as a duplicate. Any other client failure propagates.
-    """
-    instance_id = request.generation_request_id
-    async with _lock_for(instance_id):
-        existing = _runtime_status(await client.get_status(instance_id))
-        if existing in KEEP:
-            return StartOutcome(started=False, runtime_status=existing)
-        try:
-            await client.start_new(ORCHESTRATOR, instance_id, request.model_dump(mode="json"))
-        except Exception:
-            now = _runtime_status(await client.get_status(instance_id))
-            if now not in KEEP:
-                raise
-            logger.info("%s was started elsewhere meanwhile (%s)", instance_id, now)
-            return StartOutcome(started=False, runtime_status=now)
-        return StartOutcome(started=True, runtime_status=existing)
+def status_url(req: func.HttpRequest, instance_id: str) -> str:
+    """This service's own status URL for ``instance_id`` (``GET /generate/{id}``), on the
+    scheme and host the caller used. No Durable management URL is ever returned: those
+    carry the Durable system key, which lets its holder read, terminate or purge any
+    instance."""
+    parts = urlsplit(req.url)
+    return f"{parts.scheme}://{parts.netloc}/generate/{quote(instance_id, safe='')}"
 
 
 async def handle_generate(req: func.HttpRequest, client: DurableClient) -> func.HttpResponse:
     """Validate the body and start (or find) the orchestration named by its id.
 
     400: invalid (nothing started). 202: started, or a duplicate still pending/running.
-    200: a duplicate of a completed run. 503: the durable client failed.
+    200: a duplicate of a completed run. 409: the id holds a different request.
+    503: the durable client failed. Bodies and ``Location`` carry only this service's own
+    status URL.
     """
     try:
-        request = parse_request(decode_json_body(req)).with_seed()
+        request = parse_request(decode_json_body(req))
     except InvalidRequestError as error:
         return _bad_request(error.errors)
+    refused = admission.refusal(request)
+    if refused is not None:
+        return _bad_request(refused.errors)
     instance_id = request.generation_request_id
     try:
-        outcome = await start_once(client, request)
+        outcome = await start_once(client, request, before_restart=clear_outputs)
     except Exception:
         logger.exception("could not start %s", instance_id)
         return _unavailable(f"could not start generation {instance_id!r} now")
+    url = status_url(req, instance_id)
+    body: dict[str, Any] = {"id": instance_id, "status_url": url}
+    if outcome.conflict:
+        logger.info("request %s repeated with a different body: refused", instance_id)
+        message = (
+            f"generation_request_id {instance_id!r} is already in use by a different request "
+            f"({outcome.runtime_status}); use a new id, or repeat the same body"
+        )
+        return _json({**body, "error": message, "runtimeStatus": outcome.runtime_status}, 409)
     if not outcome.started:
         logger.info(
             "request %s repeated while %s: nothing started", instance_id, outcome.runtime_status
         )
-        body: dict[str, Any] = {
-            **client.create_http_management_payload(instance_id),
-            "runtimeStatus": outcome.runtime_status,
-            "duplicate": True,
-        }
-        return _json(body, 200 if outcome.runtime_status == "Completed" else 202)
+        body |= {"runtimeStatus": outcome.runtime_status, "duplicate": True}
+        return _json(body, 200 if outcome.runtime_status == "Completed" else 202, {"Location": url})
+    assert outcome.request is not None and outcome.request.seed is not None
     logger.info(
         "started %s: %s, %.1f s, seed %d%s",
         instance_id,
         ",".join(s.value for s in request.target_stems),
         request.parameters.duration_seconds,
-        request.seed,
+        outcome.request.seed,
         f" (previous run {outcome.runtime_status})" if outcome.runtime_status else "",
     )
-    started: dict[str, Any] = {
-        **client.create_http_management_payload(instance_id),
-        "duplicate": False,
-    }
-    location = started.get("statusQueryGetUri", "")
-    return _json(started, 202, {"Location": location} if location else None)
+    return _json({**body, "duplicate": False}, 202, {"Location": url})
 
 
 async def handle_status(instance_id: str, client: DurableClient) -> func.HttpResponse:
@@ -206,7 +154,7 @@ async def handle_status(instance_id: str, client: DurableClient) -> func.HttpRes
     except Exception:
         logger.exception("could not read the status of %s", instance_id)
         return _unavailable(f"could not read the status of {instance_id!r} now")
-    runtime_status = _runtime_status(status)
+    runtime_status = read_runtime_status(status)
     if runtime_status is None:
         return _json({"error": f"no generation with id {instance_id!r}"}, 404)
     custom = status.custom_status or {}

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from generation.storage import BlobStore
+from generation.adapters.storage import BlobStore
 
 AZURITE_HOST = "127.0.0.1"
 AZURITE_BLOB_PORT = 10000

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from generation.checkpoints import build_checkpoint
-from generation.model_loader import LoadedModel, load_model
+from generation.engines.musicgen.loader import LoadedModel, load_model
 from generation.settings import GenerationSettings
+from generation.testing.checkpoints import build_checkpoint
 
 pytest_plugins = ["tests.azurite", "tests.service_fixtures"]
 

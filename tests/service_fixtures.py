@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ import pytest
 from azure.durable_functions import OrchestrationRuntimeStatus
 
 from orchestrators import runtime
+
+SYSTEM_KEY = "durable-system-key-must-never-leak"
 
 
 @dataclass
@@ -64,19 +67,24 @@ class FakeDurableClient:
         self.instances[instance_id] = FakeStatus(OrchestrationRuntimeStatus.Pending, client_input)
         return instance_id
 
-    async def get_status(self, instance_id: str) -> FakeStatus:
+    async def get_status(self, instance_id: str, *, show_input: bool = False) -> FakeStatus:
         await asyncio.sleep(0)
-        # The real client answers an unknown id with an empty status, not an error.
-        return self.instances.get(instance_id, FakeStatus(None))
+        # The real client answers an unknown id with an empty status, not an error, and
+        # leaves the input out unless asked.
+        status = self.instances.get(instance_id, FakeStatus(None))
+        return status if show_input else dataclasses.replace(status, input_=None)
 
     def create_http_management_payload(self, instance_id: str) -> dict[str, str]:
+        # As on a real host: every management URL carries the Durable system key. The app
+        # must never call this nor hand these URLs out (tests look for SYSTEM_KEY).
         base = f"http://localhost:7071/runtime/webhooks/durabletask/instances/{instance_id}"
+        key = f"taskHub=StemGenerationHub&connection=Storage&code={SYSTEM_KEY}"
         return {
             "id": instance_id,
-            "statusQueryGetUri": base,
-            "sendEventPostUri": f"{base}/raiseEvent/{{eventName}}",
-            "terminatePostUri": f"{base}/terminate",
-            "purgeHistoryDeleteUri": base,
+            "statusQueryGetUri": f"{base}?{key}",
+            "sendEventPostUri": f"{base}/raiseEvent/{{eventName}}?{key}",
+            "terminatePostUri": f"{base}/terminate?reason={{text}}&{key}",
+            "purgeHistoryDeleteUri": f"{base}?{key}",
         }
 
     def set(self, instance_id: str, status: str, **fields: Any) -> None:
@@ -95,6 +103,7 @@ def service_env(
     """The service's settings pointing at Azurite, a fresh container and the tiny model."""
     container = f"out-{uuid.uuid4().hex[:20]}"
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite_connection_string)
+    monkeypatch.setenv("AzureWebJobsStorage", azurite_connection_string)  # as the host sets it
     monkeypatch.setenv("BLOB_CONTAINER_NAME", container)
     monkeypatch.setenv("MUSICGEN_MODEL", str(tiny_checkpoint))
     monkeypatch.setenv("MODEL_WARMUP_ON_START", "false")

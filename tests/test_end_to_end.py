@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 from pytest_httpserver import HTTPServer
 
-from generation.audio import encode_audio
+from generation.audio.codecs import encode_audio
 from generation.request import OutputFormat, Stem
 from orchestrators import activities, runtime
 from orchestrators.generation_orchestrator import (
@@ -31,7 +31,8 @@ from orchestrators.generation_orchestrator import (
     StemGenerationFailed,
     orchestrate,
 )
-from orchestrators.http_api import ORCHESTRATOR, handle_generate, handle_status
+from orchestrators.http_api import handle_generate, handle_status
+from orchestrators.starter import ORCHESTRATOR
 from tests.orchestrators.durable_driver import DurableDriver
 from tests.orchestrators.durable_history import Replay
 from tests.service_fixtures import FakeDurableClient
@@ -143,7 +144,7 @@ def test_a_two_stem_request_is_generated_stored_and_called_back(
         assert_valid_stem_wav(f"{prefix}{stem}.wav")
     manifest = json.loads(download(f"{prefix}manifest.json"))
     assert [s["stem"] for s in manifest["stems"]] == STEMS
-    assert [s["blob_name"] for s in manifest["stems"]] == [f"{prefix}{s}.wav" for s in STEMS]
+    assert [s["file"] for s in manifest["stems"]] == [f"{prefix}{s}.wav" for s in STEMS]
     assert manifest["failed_stems"] == [] and manifest["request"]["seed"] == 5
     assert all(s["stem"] in s["prompt"] and "funk" in s["prompt"] for s in manifest["stems"])
 
@@ -152,7 +153,7 @@ def test_a_two_stem_request_is_generated_stored_and_called_back(
     assert callback["generation_request_id"] == instance_id
     urls = {s["stem"]: s["blob_url"] for s in callback["stems"]}
     assert list(urls) == STEMS
-    assert urls == {s["stem"]: runtime.blob_store().url(s["blob_name"]) for s in output["stems"]}
+    assert urls == {s["stem"]: runtime.blob_store().url(s["file"]) for s in output["stems"]}
     assert callback["manifest_url"] == output["manifest_url"]
     assert callback["manifest_url"] == runtime.blob_store().url(f"{prefix}manifest.json")
     assert output["callback"]["delivered"] is True
@@ -241,7 +242,7 @@ def test_a_redelivered_stem_activity_rewrites_the_same_blob(
 
     def generate_and_snapshot(payload: dict[str, Any]) -> dict[str, Any]:
         result = activities.generate_stem(payload)
-        written[result["stem"]].append(download(result["blob_name"]))
+        written[result["stem"]].append(download(result["file"]))
         return result
 
     driver, last = drive(

@@ -48,11 +48,12 @@ from azure.storage.blob import BlobServiceClient
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from generation.adapters.storage import BlobStore
 from generation.errors import StorageError
-from generation.storage import BlobStore
 from orchestrators import activities, runtime
 from orchestrators.generation_orchestrator import FINALIZE_GENERATION, GENERATE_STEM, orchestrate
-from orchestrators.http_api import ORCHESTRATOR, handle_generate
+from orchestrators.http_api import handle_generate
+from orchestrators.starter import ORCHESTRATOR
 from tests.orchestrators.durable_driver import DurableDriver
 from tests.orchestrators.durable_history import Replay
 from tests.orchestrators.test_batch_trigger import drop_and_trigger
@@ -345,7 +346,13 @@ def test_a_poison_batch_file_runs_its_good_lines_and_reports_each_bad_one(
     assert "twice" in messages[9]
     assert by_line[10]["errors"][0]["field"] == "generation_request_id"
     assert "not UTF-8" in messages[12]
-    assert report["counts"] == {"started": 2, "duplicate": 0, "invalid": 10, "error": 0}
+    assert report["counts"] == {
+        "started": 2,
+        "duplicate": 0,
+        "conflict": 0,
+        "invalid": 10,
+        "error": 0,
+    }
 
 
 def test_a_batch_array_with_a_too_deep_item_runs_the_others(service_env, durable_client):

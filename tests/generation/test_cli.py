@@ -7,7 +7,7 @@ import sys
 
 import soundfile as sf
 
-from generation.audio import encode_audio
+from generation.audio.codecs import encode_audio
 from generation.request import OutputFormat
 from tests.synthetic_audio import SR, demo_track
 

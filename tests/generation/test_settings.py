@@ -4,12 +4,8 @@ from pathlib import Path
 import pytest
 
 from generation.errors import SettingsError
-from generation.settings import (
-    DEFAULT_MODEL_ID,
-    ServiceSettings,
-    load_generation_settings,
-    load_service_settings,
-)
+from generation.settings import DEFAULT_MODEL_ID, load_generation_settings
+from orchestrators.settings import ServiceSettings, load_service_settings
 
 SERVICE_KEYS = ["AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_URL"]
 ALL_KEYS = [
@@ -96,7 +92,11 @@ def test_the_sample_settings_list_every_key():
 
     sample = Path(__file__).resolve().parents[2] / "local.settings.sample.json"
     values = json.loads(sample.read_text())["Values"]
-    missing = {name.upper() for name in ServiceSettings.model_fields} - set(values)
+    keys = {
+        str(field.validation_alias or name).upper()
+        for name, field in ServiceSettings.model_fields.items()
+    }
+    missing = keys - {key.upper() for key in values}
     assert not missing, f"local.settings.sample.json lacks {sorted(missing)}"
 
 
@@ -111,7 +111,7 @@ def test_the_sample_settings_list_every_key():
 )
 def test_the_upload_template_must_hold_the_id_once(template, monkeypatch):
     from generation.errors import SettingsError
-    from generation.settings import load_service_settings
+    from orchestrators.settings import load_service_settings
 
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true")
     monkeypatch.setenv("UPLOAD_BLOB_TEMPLATE", template)

@@ -8,10 +8,10 @@ import pytest
 import soundfile as sf
 from pytest_httpserver import HTTPServer
 
+from generation.adapters.storage import BlobStore
+from generation.engines.musicgen.loader import ModelState
 from generation.errors import UnknownStemError
-from generation.model_loader import ModelState
 from generation.request import parse_request
-from generation.storage import BlobStore
 from orchestrators import activities, runtime
 
 REQUEST = parse_request(
@@ -35,25 +35,25 @@ def blob_names(prefix: str) -> list[str]:
 
 def test_generate_stem_writes_the_stem_at_its_fixed_name(service_env):
     result = activities.generate_stem({"request": REQUEST, "stem": "bass", "stem_index": 1})
-    assert result["blob_name"] == "generations/req-act-1/bass.wav"
+    assert result["file"] == "generations/req-act-1/bass.wav"
     assert result["blob_url"].endswith("/generations/req-act-1/bass.wav")
     # bass is seeded request seed + 1 (stem_seed), whatever else the request asked for
     # 1.5 s at 100 BPM rounds to one whole bar: 2.4 s
     assert (result["sample_rate"], result["samples"], result["seed"]) == (32000, 76800, 12)
     assert "funk" in result["prompt"] and "100 bpm" in result["prompt"]
     assert len(json.dumps(result)) < 2000  # names and URLs, never audio
-    info = sf.info(io.BytesIO(store().download_bytes(result["blob_name"])))
+    info = sf.info(io.BytesIO(store().download_bytes(result["file"])))
     assert (info.frames, info.samplerate, info.subtype) == (76800, 32000, "PCM_16")
 
 
 def test_generate_stem_twice_repeats_never_duplicates(service_env):
     payload = {"request": REQUEST, "stem": "guitar", "stem_index": 0}
     first = activities.generate_stem(payload)
-    data_first = store().download_bytes(first["blob_name"])
+    data_first = store().download_bytes(first["file"])
     second = activities.generate_stem(payload)
-    assert second["blob_name"] == first["blob_name"]
+    assert second["file"] == first["file"]
     assert blob_names("generations/req-act-1/") == ["generations/req-act-1/guitar.wav"]
-    assert store().download_bytes(second["blob_name"]) == data_first  # same seed, same audio
+    assert store().download_bytes(second["file"]) == data_first  # same seed, same audio
 
 
 def test_a_failing_activity_leaves_no_files_and_the_worker_healthy(
@@ -96,7 +96,7 @@ def test_finalize_writes_the_manifest_beside_the_stems(service_env):
     assert manifest["generation_request_id"] == "req-act-1"
     assert manifest["request"]["seed"] == 11
     [entry] = manifest["stems"]
-    assert entry["blob_name"] == "generations/req-act-1/guitar.wav"
+    assert entry["file"] == "generations/req-act-1/guitar.wav"
     assert {
         "prompt",
         "seed",
@@ -172,7 +172,7 @@ def test_concurrent_stem_activities_of_several_requests_share_a_batch(service_en
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert [r["blob_name"] for r in results] == [
+    assert [r["file"] for r in results] == [
         "generations/req-act-1/guitar.wav",
         "generations/req-act-1/bass.wav",
         "generations/req-act-2/drums.wav",
@@ -184,7 +184,7 @@ def test_generate_stem_writes_flac_and_mp3_under_their_own_names(service_env):
     for fmt, container in (("flac", "FLAC"), ("mp3", "MP3")):
         request = {**REQUEST, "output_format": fmt}
         result = activities.generate_stem({"request": request, "stem": "bass", "stem_index": 1})
-        assert result["blob_name"] == f"generations/req-act-1/bass.{fmt}"
+        assert result["file"] == f"generations/req-act-1/bass.{fmt}"
         assert result["format"] == fmt
-        info = sf.info(io.BytesIO(store().download_bytes(result["blob_name"])))
+        info = sf.info(io.BytesIO(store().download_bytes(result["file"])))
         assert (info.format, info.samplerate, info.frames) == (container, 32000, 76800)

@@ -7,10 +7,10 @@ import logging
 import pytest
 from pytest_httpserver import HTTPServer
 
-from generation.callback import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from generation.adapters.callback import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from generation.errors import SettingsError
-from generation.settings import load_service_settings
 from orchestrators import activities, runtime
+from orchestrators.settings import load_service_settings
 
 NEW = "activity-secret-new-0123456789"
 OLD = "activity-secret-old-0123456789"
@@ -92,7 +92,7 @@ def test_callbacks_are_signed_with_the_first_secret(
 
 
 def test_unsigned_callbacks_are_warned_about_at_start(service_env, caplog):
-    caplog.set_level(logging.WARNING, logger="generation.settings")
+    caplog.set_level(logging.WARNING, logger="orchestrators.settings")
     runtime.reset_for_tests()
     settings = runtime.settings()
     assert settings.callback_secrets() == []

@@ -6,17 +6,12 @@ import json
 import azure.functions as func
 import pytest
 
-from generation.model_loader import ModelState
-from generation.request import MAX_ERRORS
-from orchestrators import http_api, runtime
-from orchestrators.http_api import (
-    ORCHESTRATOR,
-    handle_generate,
-    handle_status,
-    health,
-    health_report,
-)
-from tests.service_fixtures import FakeDurableClient
+from generation.engines.musicgen.loader import ModelState
+from generation.request import MAX_ERRORS, parse_request
+from orchestrators import runtime, starter
+from orchestrators.http_api import handle_generate, handle_status, health, health_report
+from orchestrators.starter import ORCHESTRATOR
+from tests.service_fixtures import SYSTEM_KEY, FakeDurableClient
 
 BODY = {
     "generation_request_id": "req-1",
@@ -51,8 +46,12 @@ def test_valid_request_starts_one_orchestration_named_by_its_id(durable_client):
     response = call(handle_generate(post(BODY), durable_client))
     assert response.status_code == 202
     body = decoded(response)
-    assert body["id"] == "req-1" and body["statusQueryGetUri"] and body["duplicate"] is False
-    assert response.headers["Location"] == body["statusQueryGetUri"]
+    assert body == {
+        "id": "req-1",
+        "status_url": "http://localhost/generate/req-1",
+        "duplicate": False,
+    }
+    assert response.headers["Location"] == body["status_url"]
     [(name, instance_id, started_input)] = durable_client.started
     assert (name, instance_id) == (ORCHESTRATOR, "req-1")
     assert started_input["target_stems"] == ["guitar", "bass", "drums"]
@@ -275,7 +274,7 @@ def test_concurrent_workers_start_one_orchestration_and_the_rest_are_duplicates(
 ):
     # As if each post ran in its own worker process: no shared lock, all read "unknown"
     # before any start; the durable extension refuses all starts but the first.
-    monkeypatch.setattr(http_api, "_lock_for", lambda instance_id: asyncio.Lock())
+    monkeypatch.setattr(starter, "_lock_for", lambda instance_id: asyncio.Lock())
 
     async def post_all():
         return await asyncio.gather(
@@ -293,13 +292,13 @@ def test_concurrent_workers_start_one_orchestration_and_the_rest_are_duplicates(
 
 
 def test_a_start_refused_after_a_stale_read_is_answered_as_a_duplicate(durable_client):
-    durable_client.set("req-1", "Running")
+    durable_client.set("req-1", "Running", input_=started_as(BODY))
     real_get_status = durable_client.get_status
     reads = []
 
-    async def stale_first(instance_id):
+    async def stale_first(instance_id, **kwargs):
         reads.append(instance_id)
-        status = await real_get_status(instance_id)
+        status = await real_get_status(instance_id, **kwargs)
         return type(status)(None) if len(reads) == 1 else status
 
     durable_client.get_status = stale_first
@@ -338,7 +337,7 @@ def test_status_when_the_durable_client_fails_is_503(durable_client):
     ("state", "code"), [("Running", 202), ("Pending", 202), ("Completed", 200)]
 )
 def test_repeat_while_running_or_completed_starts_nothing(durable_client, state, code):
-    durable_client.set("req-1", state)
+    durable_client.set("req-1", state, input_=started_as(BODY))
     response = call(handle_generate(post(BODY), durable_client))
     assert response.status_code == code
     body = decoded(response)
@@ -346,11 +345,105 @@ def test_repeat_while_running_or_completed_starts_nothing(durable_client, state,
     assert durable_client.started == []
 
 
-def test_repeat_after_failure_starts_again(durable_client):
-    durable_client.set("req-1", "Failed")
-    response = call(handle_generate(post(BODY), durable_client))
+def test_repeat_after_failure_starts_again_without_the_first_runs_files(
+    service_env, durable_client
+):
+    store = runtime.blob_store()
+    store.upload_bytes("generations/req-1/guitar.wav", b"first run", "audio/wav")
+    store.upload_bytes("generations/req-10/guitar.wav", b"another id", "audio/wav")
+    durable_client.set("req-1", "Failed", input_=started_as(BODY))
+    other = {**BODY, "target_stems": ["piano"]}  # a new body is allowed after a failure
+    response = call(handle_generate(post(other), durable_client))
     assert response.status_code == 202
     assert [s[1] for s in durable_client.started] == ["req-1"]
+    assert not store.exists("generations/req-1/guitar.wav")
+    assert store.exists("generations/req-10/guitar.wav")  # a prefix of another id: untouched
+
+
+def started_as(body, seed=1234):
+    """The instance input a start of ``body`` leaves: the validated request, seed drawn."""
+    return parse_request(body).with_seed().model_dump(mode="json") | (
+        {} if body.get("seed") is not None else {"seed": seed}
+    )
+
+
+@pytest.mark.parametrize("state", ["Pending", "Running", "Completed"])
+def test_the_same_id_with_a_different_body_is_a_conflict(durable_client, state):
+    durable_client.set("req-1", state, input_=started_as(BODY))
+    different = {**BODY, "parameters": {**BODY["parameters"], "target_bpm": 121}}
+    response = call(handle_generate(post(different), durable_client))
+    assert response.status_code == 409
+    body = decoded(response)
+    assert "already in use by a different request" in body["error"]
+    assert body["runtimeStatus"] == state and durable_client.started == []
+
+
+def test_a_seed_the_caller_did_not_give_matches_the_drawn_one(durable_client):
+    durable_client.set("req-1", "Running", input_=started_as(BODY, seed=99))
+    assert call(handle_generate(post(BODY), durable_client)).status_code == 202
+    assert call(handle_generate(post({**BODY, "seed": 99}), durable_client)).status_code == 202
+    assert call(handle_generate(post({**BODY, "seed": 98}), durable_client)).status_code == 409
+    assert durable_client.started == []
+
+
+def test_no_response_carries_the_durable_system_key(durable_client):
+    seen = []
+    for body in (BODY, BODY, {**BODY, "target_stems": ["piano"]}):
+        response = call(handle_generate(post(body), durable_client))
+        seen.append((response.get_body().decode(), dict(response.headers)))
+    durable_client.set("req-1", "Completed", input_=started_as(BODY), output={"stems": []})
+    seen.append((call(handle_status("req-1", durable_client)).get_body().decode(), {}))
+    assert [json.loads(text).get("duplicate") for text, _ in seen[:2]] == [False, True]
+    for text, headers in seen:
+        assert SYSTEM_KEY not in text and SYSTEM_KEY not in json.dumps(headers)
+        assert "code=" not in text and "runtime/webhooks" not in text
+
+
+@pytest.mark.parametrize(
+    ("callback_url", "env", "reason"),
+    [
+        ("http://169.254.169.254/latest/meta-data", {}, "https"),
+        ("https://169.254.169.254/latest/meta-data", {}, "cloud metadata"),
+        ("https://10.0.0.5/cb", {}, "private"),
+        ("https://[::ffff:127.0.0.1]/cb", {}, "loopback"),
+        ("https://hooks.example.com/cb", {"CALLBACK_ALLOWED_HOSTS": "ok.example"}, "ALLOWED"),
+        # Metadata stays blocked where local development allows private networks.
+        (
+            "http://169.254.169.254/latest/meta-data",
+            {"CALLBACK_ALLOW_HTTP": "true", "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true"},
+            "cloud metadata",
+        ),
+        (
+            "http://[fd00:ec2::254]/",
+            {"CALLBACK_ALLOW_HTTP": "true", "CALLBACK_ALLOW_PRIVATE_NETWORKS": "true"},
+            "cloud metadata",
+        ),
+    ],
+)
+def test_an_unsafe_callback_url_is_a_400_at_post(
+    durable_client, monkeypatch, callback_url, env, reason
+):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    runtime.reset_for_tests()
+    response = call(handle_generate(post({**BODY, "callback_url": callback_url}), durable_client))
+    assert response.status_code == 400
+    [error] = decoded(response)["errors"]
+    assert error["field"] == "callback_url" and reason in error["message"]
+    assert durable_client.started == []
+
+
+def test_an_unsafe_default_callback_url_is_a_400_naming_the_setting(durable_client, monkeypatch):
+    monkeypatch.setenv("CALLBACK_URL", "https://127.0.0.1/hook")
+    runtime.reset_for_tests()
+    response = call(handle_generate(post(BODY), durable_client))
+    assert response.status_code == 400
+    assert decoded(response)["errors"][0]["field"] == "CALLBACK_URL"
+
+
+def test_a_public_https_callback_passes_at_post(durable_client):
+    body = {**BODY, "callback_url": "https://hooks.example.com/stems?token=x"}
+    assert call(handle_generate(post(body), durable_client)).status_code == 202
 
 
 def test_status_of_an_unknown_id_is_404(durable_client):
@@ -489,7 +582,7 @@ def test_start_up_loads_the_model_in_the_background_and_logs_it(
     # Another spelling of the same directory: a holder no other test has loaded yet.
     monkeypatch.setenv("MUSICGEN_MODEL", f"{tiny_checkpoint}/.")
     runtime.reset_for_tests()
-    with caplog.at_level("INFO", logger="generation.model_loader"):
+    with caplog.at_level("INFO", logger="generation.engines.musicgen.loader"):
         import importlib
 
         import function_app

@@ -24,8 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generation.errors import InvalidRequestError
-from generation.request import MAX_SEED, Stem, decode_json, parse_request
-from orchestrators.http_api import ORCHESTRATOR, handle_generate
+from generation.request import MAX_SEED, Stem, parse_request
+from orchestrators.body import decode_json
+from orchestrators.http_api import handle_generate
+from orchestrators.starter import ORCHESTRATOR
 from tests.orchestrators.test_openapi import spec_validator
 from tests.service_fixtures import FakeDurableClient
 

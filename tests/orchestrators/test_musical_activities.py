@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from generation.audio import decode_audio, encode_audio
-from generation.musical import true_peak_dbtp
+from generation.audio.codecs import decode_audio, encode_audio
+from generation.audio.loudness import true_peak_dbtp
 from generation.request import OutputFormat, parse_request
 from orchestrators import activities, runtime
 from tests.synthetic_audio import SR, chord_pad, demo_track
@@ -114,7 +114,7 @@ def test_stems_follow_the_uploads_tempo_and_key_and_share_one_length(upload):
         assert stem["musical"]["target_bpm"] == 112.0
         assert stem["musical"]["tempo_source"] == "upload"
         assert stem["musical"]["upload"] == analysis
-        audio, rate = decode_audio(runtime.blob_store().download_bytes(stem["blob_name"]))
+        audio, rate = decode_audio(runtime.blob_store().download_bytes(stem["file"]))
         assert (audio.shape[1], rate) == (two_bars, 32000)
 
 
@@ -172,23 +172,30 @@ def test_a_melody_checkpoint_follows_the_uploaded_track(
     analysis, [bass, drums] = stems_following_the_upload(body)
     assert bass["melody_conditioned"] is True and drums["melody_conditioned"] is True
     assert bass["samples"] == drums["samples"] == round(4 * 60 / 112 * 32000)
+    # The stems read the analysis's copy, never the upload: it may be gone by now.
+    first_audio = runtime.blob_store().download_bytes(bass["file"])
+    runtime.blob_store().delete(f"uploads/{TRACK_ID}")
+    same = activities.generate_stem(
+        {"request": body, "stem": "bass", "stem_index": 0, "upload": analysis}
+    )
+    assert runtime.blob_store().download_bytes(same["file"]) == first_audio
     # Another track, same request and seed: the melody changes the stem.
-    first_audio = runtime.blob_store().download_bytes(bass["blob_name"])
     other = chord_pad([(48, 52, 55, 60), (53, 57, 60, 65)] * 6, 1.0)
     runtime.blob_store().upload_bytes(
         f"uploads/{TRACK_ID}", encode_audio(other, SR, OutputFormat.WAV), "audio/wav"
     )
+    analysis = activities.analyze_upload({"request": body})["analysis"]
     again = activities.generate_stem(
         {"request": body, "stem": "bass", "stem_index": 0, "upload": analysis}
     )
-    assert again["blob_name"] == bass["blob_name"]
-    assert runtime.blob_store().download_bytes(again["blob_name"]) != first_audio
+    assert again["file"] == bass["file"]
+    assert runtime.blob_store().download_bytes(again["file"]) != first_audio
 
 
 def test_a_mix_that_cannot_be_made_is_a_warning_not_a_lost_manifest(upload):
     body = request(parameters={"bars": 1})
     analysis, stems = stems_following_the_upload(body)
-    runtime.blob_store().delete(stems[1]["blob_name"])  # gone before the mix
+    runtime.blob_store().delete(stems[1]["file"])  # gone before the mix
     result = activities.finalize_generation(
         {"request": body, "stems": stems, "failed_stems": [], "upload": analysis}
     )
@@ -206,3 +213,24 @@ def test_bars_following_an_upload_without_a_beat_are_refused(service_env):
     assert result["ok"] is False and "none was detected in the uploaded track" in result["error"]
     unlocked = activities.analyze_upload({"request": request(parameters={"duration_seconds": 2})})
     assert unlocked["ok"] is True and unlocked["analysis"]["bpm"] is None
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: _wav(np.zeros(1000, np.float32), 1_000_003), "sample rate 1000003 Hz"),
+        (lambda: _wav(np.zeros((100, 40), np.float32), 8000), "40 channels"),
+        (lambda: _wav(np.full(8000, np.nan, np.float32), 8000, "FLOAT"), "NaN or infinite"),
+    ],
+)
+def test_an_unusable_upload_is_a_caller_error_not_a_crash(upload, make, reason):
+    runtime.blob_store().upload_bytes(f"uploads/{TRACK_ID}", make(), "audio/wav")
+    result = activities.analyze_upload({"request": request()})
+    assert result["ok"] is False
+    assert "not usable" in result["error"] and reason in result["error"]
+
+
+def _wav(audio: np.ndarray, rate: int, subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, rate, format="WAV", subtype=subtype)
+    return buffer.getvalue()

@@ -269,10 +269,13 @@ def test_generate_responses_match_the_spec():
     repeat = asyncio.run(handle_generate(post(body), client))
     assert repeat.status_code == 202
     assert assert_matches("/generate", "post", repeat)["duplicate"] is True
-    client.set("req-9", "Completed")
+    client.set("req-9", "Completed", input_=client.instances["req-9"].input_)
     done = asyncio.run(handle_generate(post(body), client))
     assert done.status_code == 200
     assert_matches("/generate", "post", done)
+    conflict = asyncio.run(handle_generate(post({**body, "target_stems": ["drums"]}), client))
+    assert conflict.status_code == 409
+    assert_matches("/generate", "post", conflict)
     for bad in (post({**body, "seed": -1}), post(None, b"[" * 50), post(None, b"\xff")):
         invalid = asyncio.run(handle_generate(bad, client))
         assert invalid.status_code == 400

@@ -1,6 +1,9 @@
-"""Rendered test music: short multi-instrument pieces with known tempo, downbeat and key,
+"""Fixtures shared by the audio tests.
+
+Rendered test music: short multi-instrument pieces with known tempo, downbeat and key,
 written by ``benchmarks/musical_pieces.py`` and rendered by FluidSynth with Debian's GM
-soundfont (``scripts/test.sh`` installs both). Missing, the tests fail; they never skip."""
+soundfont (``scripts/test.sh`` installs both). Missing, the tests fail; they never skip.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,12 @@ import pytest
 import soundfile as sf
 
 from benchmarks.musical_pieces import SOUNDFONT, Piece, render, write_piece
+from tests.synthetic_audio import click_track
+
+
+@pytest.fixture(scope="module")
+def clicks():
+    return click_track()
 
 
 @pytest.fixture(scope="session")

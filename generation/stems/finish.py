@@ -1,0 +1,100 @@
+"""A raw stem finished: on the request's grid, then gain-staged to its instrument's
+loudness target and true-peak limited (``finish_stem``). Arrays in, arrays out; no Azure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from generation.audio.loudness import (
+    PEAK_CEILING_DBTP,
+    integrated_loudness,
+    normalize_loudness,
+    true_peak_dbtp,
+    true_peak_limit,
+)
+from generation.request import Stem
+from generation.stems.grid import GridPlan, LockedStem, lock_to_grid
+
+# Integrated loudness per stem type, LUFS. Rhythm section forward (drums -14, bass -16),
+# melodic parts a little behind (-18), sustained beds well behind (-20 to -22), so stems
+# normalized to these targets and summed give a usable rough balance; the sum is then
+# limited by ``generation.audio.loudness.mix``. Starting points for a session, not a
+# mastering decision.
+STEM_LOUDNESS_TARGETS: dict[Stem, float] = {
+    Stem.DRUMS: -14.0,
+    Stem.PERCUSSION: -18.0,
+    Stem.BASS: -16.0,
+    Stem.GUITAR: -18.0,
+    Stem.PIANO: -18.0,
+    Stem.KEYS: -19.0,
+    Stem.SYNTH: -18.0,
+    Stem.VOCALS: -17.0,
+    Stem.BRASS: -19.0,
+    Stem.STRINGS: -20.0,
+    Stem.PADS: -22.0,
+}
+
+
+@dataclass(frozen=True)
+class FinishedStem:
+    """A stem on the grid and gain-staged: ``audio`` float32 ``[channels, samples]``;
+    ``detected_bpm`` of the raw stem (None: no steady beat), the stretch applied
+    (target / source tempo, 1.0 = none), integrated loudness (LUFS) and true peak (dBTP)."""
+
+    audio: np.ndarray = field(repr=False)
+    detected_bpm: float | None
+    stretch_ratio: float
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+    warnings: tuple[str, ...] = ()
+
+
+def gain_stage(audio: np.ndarray, sr: int, stem: Stem) -> np.ndarray:
+    """``audio`` at its stem type's loudness target (``STEM_LOUDNESS_TARGETS``),
+    true-peak limited to ``PEAK_CEILING_DBTP``. Audio too short to measure is only limited.
+    The ceiling wins over the target: very spiky audio (a click track) ends up quieter
+    than its target rather than clipped; the manifest reports the loudness reached."""
+    try:
+        leveled = normalize_loudness(audio, sr, STEM_LOUDNESS_TARGETS[stem])
+    except ValueError:
+        leveled = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    return true_peak_limit(leveled, sr, PEAK_CEILING_DBTP)
+
+
+def measure(audio: np.ndarray, sr: int) -> tuple[float | None, float | None]:
+    """Integrated loudness (LUFS) and true peak (dBTP), each None when not finite."""
+    try:
+        loudness: float | None = integrated_loudness(audio, sr)
+    except ValueError:
+        loudness = None
+    peak: float | None = true_peak_dbtp(audio, sr)
+    return (
+        round(loudness, 2) if loudness is not None and math.isfinite(loudness) else None,
+        round(peak, 2) if peak is not None and math.isfinite(peak) else None,
+    )
+
+
+def finish_stem(audio: np.ndarray, sr: int, stem: Stem, plan: GridPlan) -> FinishedStem:
+    """A raw generated ``stem`` put on ``plan``'s grid and gain-staged (see module doc).
+
+    The result is exactly ``plan.output_samples(sr)`` samples.
+    """
+    raw = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    if plan.tempo_locked:
+        locked = lock_to_grid(raw, sr, plan)
+    else:
+        locked = LockedStem(raw[:, : plan.output_samples(sr)], None, 1.0)
+    staged = gain_stage(locked.audio, sr, stem)
+    loudness, peak = measure(staged, sr)
+    return FinishedStem(
+        audio=staged,
+        detected_bpm=locked.detected_bpm,
+        stretch_ratio=locked.stretch_ratio,
+        loudness_lufs=loudness,
+        true_peak_dbtp=peak,
+        warnings=locked.warnings,
+    )

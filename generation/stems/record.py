@@ -1,0 +1,99 @@
+"""The one record of a finished stem (and of the preview mix), shared by the CLI and the
+service: rendering fills in what was made, writing fills in where it went (``placed``).
+
+The manifest lists these records as they are; the callback and the status carry the subset
+in ``StemRecord.CALLBACK_FIELDS``. A CLI manifest and a service manifest of the same request
+differ only in ``file`` (a name in the output folder, or the blob name) and ``blob_url``
+(the blob's URL; None locally).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StemRecord:
+    """One finished stem: what it is, how it was made and measured, and where it went."""
+
+    stem: str
+    prompt: str
+    seed: int
+    model_id: str
+    format: str  # the request's output format, e.g. "wav"
+    sample_rate: int  # Hz
+    samples: int  # per channel, of the finished audio
+    duration_seconds: float  # of the finished audio
+    generation_seconds: float  # wall time of the batched call this stem was part of
+    processing_seconds: float = 0.0  # tempo lock and gain staging of this stem
+    detected_bpm: float | None = None  # of the raw stem; None: no tempo lock or no beat
+    stretch_ratio: float = 1.0  # target tempo / raw tempo
+    loudness_lufs: float | None = None  # integrated, after gain staging
+    true_peak_dbtp: float | None = None
+    melody_conditioned: bool = False
+    warnings: tuple[str, ...] = ()
+    file: str | None = None  # set by ``placed``: output-folder file name or blob name
+    blob_url: str | None = None  # set by ``placed`` in the service
+
+    # What the callback says about each stem (the manifest has everything).
+    CALLBACK_FIELDS: ClassVar[tuple[str, ...]] = (
+        "stem",
+        "blob_url",
+        "duration_seconds",
+        "samples",
+        "sample_rate",
+        "seed",
+        "detected_bpm",
+        "stretch_ratio",
+        "loudness_lufs",
+        "true_peak_dbtp",
+        "melody_conditioned",
+    )
+
+    def placed(self, file: str, blob_url: str | None = None) -> StemRecord:
+        """This record with where its file was written."""
+        return dataclasses.replace(self, file=file, blob_url=blob_url)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data (the manifest entry, the activity's output)."""
+        data = dataclasses.asdict(self)
+        data["warnings"] = list(self.warnings)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StemRecord:
+        return cls(**{**data, "warnings": tuple(data.get("warnings", ()))})
+
+    def for_callback(self) -> dict[str, Any]:
+        """The subset the callback carries."""
+        return {name: getattr(self, name) for name in self.CALLBACK_FIELDS}
+
+
+@dataclass(frozen=True)
+class RenderedStem:
+    """A finished stem's audio, float32 ``[channels, samples]`` at ``record.sample_rate``
+    Hz, with its record (not yet placed)."""
+
+    record: StemRecord
+    audio: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MixRecord:
+    """The preview mix as the manifest describes it."""
+
+    file: str
+    stems: list[str]
+    samples: int
+    sample_rate: int  # Hz
+    loudness_lufs: float | None
+    true_peak_dbtp: float | None
+    format: str
+    blob_url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,115 @@
+"""What an uploaded track is: its tempo, first downbeat and key (``analyze_track``).
+
+Arrays in, a ``TrackAnalysis`` out; the analysis itself is ``generation.audio.analysis``.
+Tempo follows DAWs: BPM counts quarter notes whatever the time signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from generation.audio import analysis
+from generation.audio.arrays import resample
+from generation.audio.codecs import Excerpt, decode_excerpt
+from generation.request import parse_time_signature, quarter_notes_per_beat
+
+MAX_ANALYSIS_SECONDS = 180.0  # of an upload, from its start: enough for tempo and key
+SNAP_BPM = 0.05  # a detected tempo this close to a whole number is that number
+# The upload's copy that every stem of a request reads (melody conditioning), written once
+# by the analysis: mono at MusicGen's rate, so no stem decodes or resamples the upload.
+EXCERPT_RATE_HZ = 32_000
+EXCERPT_NAME = "upload-excerpt.flac"
+
+
+@dataclass(frozen=True)
+class TrackAnalysis:
+    """What an uploaded track is: ``bpm`` (quarter notes per minute) and
+    ``first_downbeat_s`` (seconds) or None without a steady beat, ``key`` ("A minor") or
+    None, its length in seconds, sample rate (Hz), channel count and what went wrong."""
+
+    bpm: float | None
+    first_downbeat_s: float | None
+    key: str | None
+    duration_s: float
+    sample_rate: int
+    channels: int
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["warnings"] = list(self.warnings)
+        return data
+
+    def with_source(self, *, duration_s: float, channels: int) -> TrackAnalysis:
+        """This analysis reporting the whole file's length (s) and channel count."""
+        return replace(self, duration_s=round(duration_s, 4), channels=int(channels))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrackAnalysis:
+        return cls(**{**data, "warnings": tuple(data.get("warnings", ()))})
+
+
+def snap_bpm(bpm: float) -> float:
+    """A detected tempo as a DAW would want it: a whole number when within ``SNAP_BPM``,
+    else rounded to 0.01 BPM."""
+    nearest = round(bpm)
+    return float(nearest) if abs(bpm - nearest) <= SNAP_BPM else round(bpm, 2)
+
+
+def analyze_track(audio: np.ndarray, sr: int, *, time_signature: str = "4/4") -> TrackAnalysis:
+    """Tempo, first downbeat and key of ``audio`` (its first ``MAX_ANALYSIS_SECONDS``).
+
+    Never raises for musical reasons: a track with no steady beat or no pitch gets None
+    there and a warning saying so.
+    """
+    array = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    return _analyze(array[:, : int(MAX_ANALYSIS_SECONDS * sr)], sr, time_signature).with_source(
+        duration_s=array.shape[1] / sr, channels=array.shape[0]
+    )
+
+
+def read_track(data: bytes, *, time_signature: str, what: str) -> tuple[TrackAnalysis, Excerpt]:
+    """Analyse the audio file in ``data`` reading only what the analysis uses (its first
+    ``MAX_ANALYSIS_SECONDS``, downmixed: bounded memory whatever the file claims); the
+    analysis and that excerpt. Raises ``ValueError`` naming ``what`` when the file is not
+    usable (see ``generation.audio.codecs.decode_excerpt``)."""
+    excerpt = decode_excerpt(data, max_seconds=MAX_ANALYSIS_SECONDS, what=what)
+    analysed = _analyze(excerpt.mono, excerpt.sample_rate, time_signature)
+    duration = excerpt.duration_s or excerpt.mono.shape[1] / excerpt.sample_rate
+    return analysed.with_source(duration_s=duration, channels=excerpt.channels), excerpt
+
+
+def excerpt_for_stems(excerpt: Excerpt) -> tuple[np.ndarray, int]:
+    """The copy of an upload the stems read (melody conditioning): mono float32
+    ``[1, samples]`` at ``EXCERPT_RATE_HZ``, at most ``MAX_ANALYSIS_SECONDS`` long."""
+    return resample(excerpt.mono, excerpt.sample_rate, EXCERPT_RATE_HZ), EXCERPT_RATE_HZ
+
+
+def _analyze(excerpt: np.ndarray, sr: int, time_signature: str) -> TrackAnalysis:
+    beats, _ = parse_time_signature(time_signature)
+    warnings: list[str] = []
+    bpm: float | None = None
+    downbeat: float | None = None
+    try:
+        estimate = analysis.estimate_tempo(excerpt, sr, beats_per_bar=beats)
+        bpm = snap_bpm(estimate.bpm * quarter_notes_per_beat(time_signature))
+        downbeat = round(estimate.first_downbeat_s, 4)
+    except ValueError as error:
+        warnings.append(f"tempo not detected: {error}")
+    key: str | None = None
+    try:
+        key = str(analysis.estimate_key(excerpt, sr))
+    except ValueError as error:
+        warnings.append(f"key not detected: {error}")
+    return TrackAnalysis(
+        bpm=bpm,
+        first_downbeat_s=downbeat,
+        key=key,
+        duration_s=round(excerpt.shape[1] / sr, 4),
+        sample_rate=sr,
+        channels=int(excerpt.shape[0]),
+        warnings=tuple(warnings),
+    )
