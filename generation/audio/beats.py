@@ -53,6 +53,7 @@ PEAK_WINDOW_S = 0.035  # a beat is moved to the onset peak within +- this
 PHASE_WEIGHTS = {"low": 1.0, "full": 0.5}
 DOWNBEAT_WEIGHTS = {"kick": 1.0, "bass": 0.6, "full": 0.35, "harmony": 1.2}
 LOW_CONFIDENCE = 0.35  # below this a decision is reported as a warning
+MIN_BEATS_WITH_ONSET = 0.6  # fewer beats than this with an onset: a sparse pulse, said so
 
 
 @dataclass(frozen=True)
@@ -402,6 +403,13 @@ def analyze_beats(
         warnings.append(
             f"the beat wanders by about {1000 * grid.spread_s:.0f} ms around one steady "
             "tempo: the tempo is an average"
+        )
+    typical = grid.typical_height()
+    with_onset = float(np.mean(grid.heights >= 0.3 * typical)) if typical > 0 else 0.0
+    if with_onset < MIN_BEATS_WITH_ONSET:
+        warnings.append(
+            f"only {100 * with_onset:.0f} % of the beats have an onset: the pulse is sparse "
+            "and the tempo less certain"
         )
     if tempo_confidence < LOW_CONFIDENCE and rivals:
         rival = max(rivals, key=lambda r: r[1])[0] * bpm / coarse

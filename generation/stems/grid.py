@@ -208,7 +208,13 @@ def lock_to_grid(audio: np.ndarray, sr: int, plan: GridPlan) -> LockedStem:
     source = target
     downbeat: float | None = None
     try:
-        estimate = estimate_tempo(audio, sr, beats_per_bar=plan.beats_per_bar)
+        estimate = estimate_tempo(
+            audio,
+            sr,
+            beats_per_bar=plan.beats_per_bar,
+            beat_unit=parse_time_signature(plan.time_signature)[1],
+            target_bpm=target,  # the metrical level nearest the request's tempo
+        )
         detected = estimate.bpm
         downbeat = estimate.first_downbeat_s  # refined again after the stretch, below
         corrected = _nearest_octave(estimate.bpm, target)
