@@ -7,8 +7,8 @@ Builds (and caches under ``benchmarks/.cache/musical``) the pieces of
 by FluidSynth with known tempo, first downbeat, meter and key. Then, per set, prints one
 column per analyser:
 
-- ``project (today)``: ``generation.musical.estimate_tempo`` / ``estimate_key`` (the
-  analysis before issue 12), given the meter as a request gives it;
+- ``project (before)``: ``benchmarks/musical_baseline.py``, the project's analysis before
+  issue 12 kept verbatim, given the meter as a request gives it;
 - ``project``: ``generation.audio.beats.analyze_beats`` / ``generation.audio.key``;
 - ``librosa``: ``beat_track`` tempo, its first beat as the downbeat, and chroma summed and
   correlated with Temperley's key profiles;
@@ -21,7 +21,7 @@ Rows: tempo within 0.5 BPM of the truth (quarter notes per minute); tempo right 
 metrical errors (x2, x3, x1/2, x1/3, x3/2, x2/3 within 4 %); the first downbeat within
 20 ms; some downbeat within 20 ms (the bar phase); key, MIREX weighted score (1 right,
 0.5 a fifth above, 0.3 relative, 0.2 parallel; pieces with a key truth); and conform: the
-piece stretched by ``generation.musical.conform`` to 8 % off its tempo with the analyser's
+piece stretched by ``generation.audio.conform.conform`` to 8 % off its tempo with the analyser's
 tempo and downbeat, then checked in the output (exact length, and every bar line within
 20 ms of where it belongs, found from click markers carried through the stretch in an
 extra channel). ``truth`` runs the same conform with the true tempo and downbeat.
@@ -109,8 +109,8 @@ def _load(path: Path) -> tuple[np.ndarray, int]:
 # --- analysers in this environment -------------------------------------------------------
 
 
-def run_project_today(audio: np.ndarray, sr: int, piece: Piece) -> Result:
-    from generation import musical
+def run_project_before(audio: np.ndarray, sr: int, piece: Piece) -> Result:
+    from benchmarks import musical_baseline as musical
 
     result: Result = {"bpm": None, "first_downbeat_s": None, "key": None}
     try:
@@ -161,12 +161,12 @@ def run_truth(audio: np.ndarray, sr: int, piece: Piece) -> Result:
 
 
 LOCAL: dict[str, Callable[[np.ndarray, int, Piece], Result]] = {
-    "project (today)": run_project_today,
+    "project (before)": run_project_before,
     "project": run_project,
     "librosa": run_librosa,
     "truth": run_truth,
 }
-CONFORMED = ("project (today)", "project", "truth")
+CONFORMED = ("project (before)", "project", "truth")
 
 
 def run_peers(python: str, jobs: list[tuple[Piece, Path]]) -> list[dict[str, Result]]:
@@ -214,7 +214,7 @@ def _markers(piece: Piece, length: int, sr: int) -> np.ndarray:
 
 def conform_ok(audio: np.ndarray, sr: int, piece: Piece, result: Result, ratio: float) -> bool:
     """Stretch with the analyser's tempo and downbeat; check length and every bar line."""
-    from generation import musical
+    from generation.audio.conform import bar_length_samples, conform
 
     if result.get("bpm") is None or result.get("first_downbeat_s") is None:
         return False
@@ -222,7 +222,7 @@ def conform_ok(audio: np.ndarray, sr: int, piece: Piece, result: Result, ratio: 
     pulse = 4.0 / piece.beat_unit  # quarter-note tempo -> the meter's pulse
     bars = min(8, len(piece.downbeats_s) - 2)
     with_markers = np.vstack([audio, _markers(piece, audio.shape[1], sr)[np.newaxis]])
-    out = musical.conform(
+    out = conform(
         with_markers,
         sr,
         target_bpm=target / pulse,
@@ -232,7 +232,7 @@ def conform_ok(audio: np.ndarray, sr: int, piece: Piece, result: Result, ratio: 
         downbeat_s=float(result["first_downbeat_s"]),
         refine_downbeat=False,
     )
-    expected = musical.bar_length_samples(target / pulse, bars, piece.beats_per_bar, sr)
+    expected = bar_length_samples(target / pulse, bars, piece.beats_per_bar, sr)
     if out.shape[1] != expected:
         return False
     bar_out = piece.bar_s / ratio
@@ -304,7 +304,7 @@ def evaluate(which: str, peers_python: str | None, verbose: bool) -> dict[str, A
             detail = "  ".join(
                 f"{n}: {_fmt(results[n].get('bpm'))} {_fmt(results[n].get('first_downbeat_s'), 3)} "
                 f"{results[n].get('key')}"
-                for n in ["project (today)", "project", *peer_names]
+                for n in ["project (before)", "project", *peer_names]
             )
             logger.info(
                 "%-22s %s %s truth %.1f %.3f %s | %s",

@@ -48,7 +48,7 @@ def _upload_and_plan(
     gives the request: the same plan in every activity of the request."""
     data = payload.get("upload")
     upload = TrackAnalysis.from_dict(data) if data else None
-    return upload, plan_grid(request.parameters, upload)
+    return upload, plan_grid(request.parameters, upload, seed=request.seed)
 
 
 def read_upload(request: GenerationRequest) -> tuple[TrackAnalysis, Excerpt]:

@@ -29,7 +29,7 @@ def build_manifest(
     """The ``manifest.json`` document: the request, the musical grid (``musical``: target
     tempo, bars, time signature, key, the upload's analysis), each stem, the mix, failures,
     warnings and timings."""
-    plan = plan or plan_grid(request.parameters, upload)
+    plan = plan or plan_grid(request.parameters, upload, seed=request.seed)
     return {
         "generation_request_id": request.generation_request_id,
         "created_at": datetime.now(UTC).isoformat(),

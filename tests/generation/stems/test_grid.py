@@ -120,6 +120,9 @@ def test_summary_reports_the_grid():
         "first_downbeat_s": 0.25,
         "duration_seconds": 4.0,
         "key": "A minor",
+        "key_source": "upload",
+        "chords": [],
+        "chords_source": None,
         "loop": False,
         "notes": [],
     }
