@@ -362,7 +362,11 @@ def _bar_line(
         logger.debug("downbeat evidence %s: %s", name, np.round(means, 2))
     order = np.argsort(scores)[::-1]
     margin = float(scores[order[0]] - scores[order[1]])
-    return int(order[0]), float(np.clip(margin, 0.0, 1.0)), int(order[1])
+    # The margin against what chance gives: each candidate's score is a weighted mean of
+    # z-scores over the bars, so its noise is about |weights| / sqrt(bars).
+    bars = max(halves.size / (2 * beats_per_bar), 1.0)
+    noise = float(np.linalg.norm(list(DOWNBEAT_WEIGHTS.values()))) / math.sqrt(bars)
+    return int(order[0]), float(np.clip(margin / (2 * noise), 0.0, 1.0)), int(order[1])
 
 
 def analyze_beats(
