@@ -100,6 +100,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TRACK",
         help="an audio file to follow: its tempo, downbeat, key (and chords, melody models)",
     )
+    gen.add_argument(
+        "--key",
+        default=None,
+        help="the key of every stem, e.g. 'A minor' (default: the followed track's, else "
+        "one chosen from the seed)",
+    )
+    gen.add_argument(
+        "--chords",
+        default=None,
+        help="one chord per bar, repeating, e.g. 'Am F C G' (default: the followed track's)",
+    )
     gen.add_argument("--style", default="", help="e.g. rock, jazz, lofi")
     gen.add_argument("--prompt", default="", help="free words added to every stem's prompt")
     gen.add_argument(
@@ -239,6 +250,8 @@ def _generate(args: argparse.Namespace) -> int:
         "bars": args.bars,
         "time_signature": args.time_signature,
         "loop": args.loop or None,
+        "key": args.key,
+        "chords": args.chords,
         "style": args.style,
         "prompt": args.prompt,
         "top_k": args.top_k,
@@ -270,7 +283,7 @@ def _generate(args: argparse.Namespace) -> int:
             raise InvalidRequestError(str(error)) from None
         logger.info("%s: %s BPM, %s", args.follow, upload.bpm, upload.key)
     try:
-        plan = plan_grid(request.parameters, upload)
+        plan = plan_grid(request.parameters, upload, seed=request.seed)
     except ValueError as error:
         raise InvalidRequestError(str(error)) from None
     sink = LocalFolder(args.out)

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from generation.audio.harmony import parse_key, parse_progression
 from generation.errors import InvalidRequestError
 
 MAX_SEED = 2**32 - 1
@@ -132,6 +133,21 @@ class GenerationParameters(BaseModel):
     loop: StrictBool = Field(
         False, description="Make each stem a seamless loop (the seam is crossfaded)."
     )
+    key: str | None = Field(
+        None,
+        max_length=20,
+        description="Key every stem is in: one of the 24 major and minor keys, tonic A-G "
+        "with an optional # or b, then major or minor, e.g. 'A minor', 'Bb major'; left "
+        "out: the uploaded track's key, else one chosen from the seed.",
+    )
+    chords: str | None = Field(
+        None,
+        max_length=500,
+        description="Chord progression every stem follows, one symbol per bar separated by "
+        "spaces, repeating over the bars, e.g. 'Am F C G'. A symbol is a root A-G, an "
+        "optional # or b, an optional quality (m, 7, maj7, m7, dim, aug, sus2, sus4) and an "
+        "optional /bass note; left out: the uploaded track's chords, else none.",
+    )
     style: str = Field("", max_length=200)
     prompt: str = Field("", max_length=1000)
     engine: Engine = Field(
@@ -142,6 +158,18 @@ class GenerationParameters(BaseModel):
     top_p: StrictNumber | None = Field(None, ge=0, le=1)
     temperature: StrictNumber | None = Field(None, gt=0, le=10)
     guidance_scale: StrictNumber | None = Field(None, ge=0, le=20)
+
+    @field_validator("key")
+    @classmethod
+    def _one_of_24_keys(cls, value: str | None) -> str | None:
+        return None if value is None else parse_key(value)
+
+    @field_validator("chords")
+    @classmethod
+    def _chord_symbols(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return " ".join(chord.symbol for chord in parse_progression(value))
 
     @model_validator(mode="after")
     def _bars_fit(self) -> GenerationParameters:

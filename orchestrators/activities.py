@@ -57,7 +57,7 @@ def _upload_and_plan(
     gives the request: the same plan in every activity of the request."""
     data = payload.get("upload")
     upload = TrackAnalysis.from_dict(data) if data else None
-    return upload, plan_grid(request.parameters, upload)
+    return upload, plan_grid(request.parameters, upload, seed=request.seed)
 
 
 def read_upload(request: GenerationRequest) -> tuple[TrackAnalysis, Excerpt]:
@@ -197,7 +197,7 @@ def generate_guide(payload: dict[str, Any]) -> dict[str, Any]:
     task, seed, samples, sample rate, warnings): the stems are extracted from it.
     """
     request = _request(payload["request"])
-    plan = plan_grid(request.parameters)
+    plan = plan_grid(request.parameters, seed=request.seed)  # the set's key, as its stems'
     engine = runtime.ace_step()
     started = time.perf_counter()
     [raw] = engine.generate(guide_batch(request, plan))

@@ -4,13 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The studio's browser tests drive Debian's headless Chromium; install it when missing
-# (CI runs on a fresh machine as root). The tests fail, never skip, without it.
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+# Debian packages the tests need (CI runs on a fresh machine as root; the tests fail, never
+# skip, without them): headless Chromium and its driver for the studio's browser tests,
+# FluidSynth and a GM soundfont to render the analysis tests' music.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null \
+  || ! command -v fluidsynth >/dev/null || [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then
   sudo=""; if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    chromium chromium-driver >/dev/null
+    chromium chromium-driver fluidsynth fluid-soundfont-gm >/dev/null
 fi
 azurite_pid="$(bash scripts/azurite.sh)"
 if [ -n "$azurite_pid" ]; then trap 'kill "$azurite_pid" 2>/dev/null || true' EXIT; fi

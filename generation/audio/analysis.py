@@ -3,18 +3,14 @@
 Audio is float32 ``[channels, samples]`` (a 1-D array is taken as mono) at ``sr`` Hz; times
 in seconds, tempi in beats per minute of the beat unit the caller counts in.
 
-- ``estimate_tempo``: librosa's dynamic-programming beat tracker finds the beats; the tempo
-  is then the least-squares slope of beat time against beat index (far finer than the
-  tracker's tempogram bins). The downbeat is the simplest honest guess: of the
-  ``beats_per_bar`` possible bar phases, the one whose beats carry the strongest mean onset
-  (accented downbeats, kick on one); its first beat is the first downbeat. Beat times are
-  refined to the peak of a high-resolution onset envelope (about 3 ms steps), and the
-  downbeat further back to where its attack starts in the amplitude envelope. Music whose
-  "one" is not its loudest beat will fool it; callers who know better pass the downbeat.
-- ``locate_downbeat``: the same refinement around a known approximate downbeat (used after
-  a time stretch has moved it).
-- ``estimate_key``: chroma (constant-Q) summed over time, correlated with the 24 rotations
-  of the Krumhansl-Schmuckler major and minor key profiles; the best correlation wins.
+- ``estimate_tempo``: ``generation.audio.beats.analyze_beats`` (low-band, full-band and
+  harmonic-change evidence; the metrical level from the meter and, given one, the caller's
+  target tempo; the downbeat from what falls on each bar position over the whole excerpt),
+  with its confidences and warnings.
+- ``locate_downbeat``: the attack of a known approximate downbeat (used after a time
+  stretch has moved it): the strongest fine onset within 30 ms, back to where it starts.
+- ``estimate_key``: ``generation.audio.key.estimate_key`` (tuning-corrected constant-Q
+  chroma of the harmonic part, bass counted again, Albrecht-Shanahan key profiles).
 """
 
 from __future__ import annotations
@@ -24,28 +20,30 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 
+from generation.audio import beats
+from generation.audio import key as key_analysis
 from generation.audio.arrays import as_2d
 
 ANALYSIS_SR = 22050  # Hz; beat tracking and chroma run at this rate
-_HOP = 256  # samples at ANALYSIS_SR (11.6 ms) for beat tracking
 _FINE_HOP = 64  # samples at ANALYSIS_SR (2.9 ms) for refining the downbeat
 _FINE_NFFT = 512
 _REFINE_WINDOW_S = 0.03  # search +- this around each tracked beat for its onset peak
 _LEAD_IN = 2048  # samples of silence put before the analysed audio
 
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-# Krumhansl & Kessler (1982) probe-tone ratings, tonic first.
-_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+PITCH_CLASSES = key_analysis.PITCH_CLASSES
 
 
 @dataclass(frozen=True)
 class TempoEstimate:
-    """``bpm`` in beats per minute; ``beat_times_s`` (1-D, seconds); ``first_downbeat_s``."""
+    """``bpm`` in beats per minute of the caller's beat unit; ``beat_times_s`` (1-D,
+    seconds); ``first_downbeat_s``; confidences in [0, 1] and what could not be decided."""
 
     bpm: float
     beat_times_s: np.ndarray
     first_downbeat_s: float
+    tempo_confidence: float = 1.0
+    downbeat_confidence: float = 1.0
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,44 +102,37 @@ def _with_lead_in(audio: np.ndarray, sr: int) -> np.ndarray:
     return np.concatenate([np.zeros(_LEAD_IN, np.float32), _mono_for_analysis(audio, sr)])
 
 
-def estimate_tempo(audio: np.ndarray, sr: int, *, beats_per_bar: int = 4) -> TempoEstimate:
-    """Tempo (BPM), beat times and first downbeat (seconds) of ``audio`` (``[channels, samples]``).
+def estimate_tempo(
+    audio: np.ndarray,
+    sr: int,
+    *,
+    beats_per_bar: int = 4,
+    beat_unit: int = 4,
+    target_bpm: float | None = None,
+) -> TempoEstimate:
+    """Tempo, beat times and first downbeat (seconds) of ``audio`` (``[channels, samples]``)
+    in a ``beats_per_bar``/``beat_unit`` meter; ``bpm`` and ``target_bpm`` count beat units
+    per minute (eighths in 6/8).
 
-    Raises ``ValueError`` when fewer than two beats are found (silence, too short, no pulse).
+    Raises ``ValueError`` for silence, audio under 2 s or without a steady pulse.
     """
     if beats_per_bar < 1:
         raise ValueError(f"beats_per_bar must be >= 1, got {beats_per_bar}")
-    mono = _with_lead_in(audio, sr)
-    lead_in_s = _LEAD_IN / ANALYSIS_SR
-    envelope = librosa.onset.onset_strength(y=mono, sr=ANALYSIS_SR, hop_length=_HOP)
-    _, beat_frames = librosa.beat.beat_track(
-        onset_envelope=envelope, sr=ANALYSIS_SR, hop_length=_HOP, trim=True
+    to_quarters = 4.0 / beat_unit
+    result = beats.analyze_beats(
+        audio,
+        sr,
+        time_signature=f"{beats_per_bar}/{beat_unit}",
+        target_bpm=None if target_bpm is None else target_bpm * to_quarters,
     )
-    beat_frames = np.asarray(beat_frames, dtype=int)
-    # No beats in the added lead-in, whatever the tracker extrapolated.
-    beat_frames = beat_frames[beat_frames * _HOP >= _LEAD_IN - _REFINE_WINDOW_S * ANALYSIS_SR]
-    if beat_frames.size < 2:
-        raise ValueError("no steady beat found in the audio (fewer than two beats)")
-
-    beat_times = librosa.frames_to_time(beat_frames, sr=ANALYSIS_SR, hop_length=_HOP)
-    beat_times = _refine_onsets(mono, beat_times)
-    beat_times = beat_times - lead_in_s
-
-    # Tempo: slope of beat time against beat index, refitted once without beats more than
-    # 20 ms off the line (a missed or doubled beat would otherwise tilt it).
-    index = np.arange(beat_times.size)
-    slope, offset = np.polyfit(index, beat_times, 1)
-    keep = np.abs(beat_times - (slope * index + offset)) <= 0.02
-    if keep.sum() >= 2:
-        slope, _ = np.polyfit(index[keep], beat_times[keep], 1)
-    bpm = 60.0 / float(slope)
-
-    # Downbeat phase: the bar position whose beats have the strongest mean onset.
-    strengths = envelope[beat_frames]
-    phases = min(beats_per_bar, beat_frames.size)
-    phase = int(np.argmax([strengths[p::beats_per_bar].mean() for p in range(phases)]))
-    downbeat = max(_attack_start(mono, float(beat_times[phase]) + lead_in_s) - lead_in_s, 0.0)
-    return TempoEstimate(bpm=bpm, beat_times_s=beat_times, first_downbeat_s=downbeat)
+    return TempoEstimate(
+        bpm=result.bpm / to_quarters,
+        beat_times_s=result.beat_times_s,
+        first_downbeat_s=result.first_downbeat_s,
+        tempo_confidence=result.tempo_confidence,
+        downbeat_confidence=result.downbeat_confidence,
+        warnings=result.warnings,
+    )
 
 
 def locate_downbeat(audio: np.ndarray, sr: int, near_s: float) -> float:
@@ -155,15 +146,6 @@ def locate_downbeat(audio: np.ndarray, sr: int, near_s: float) -> float:
 
 
 def estimate_key(audio: np.ndarray, sr: int) -> Key:
-    """Key of ``audio`` (``[channels, samples]``) by Krumhansl-Schmuckler profile matching."""
-    mono = _mono_for_analysis(audio, sr)
-    if not np.any(mono):
-        raise ValueError("cannot estimate the key of silence")
-    chroma = librosa.feature.chroma_cqt(y=mono, sr=ANALYSIS_SR).sum(axis=1)
-    best: tuple[float, int, str] = (-np.inf, 0, "major")
-    for mode, profile in (("major", _MAJOR_PROFILE), ("minor", _MINOR_PROFILE)):
-        for tonic in range(12):
-            score = float(np.corrcoef(chroma, np.roll(profile, tonic))[0, 1])
-            if score > best[0]:
-                best = (score, tonic, mode)
-    return Key(tonic=PITCH_CLASSES[best[1]], mode=best[2])
+    """Key of ``audio`` (``[channels, samples]``). Raises ``ValueError`` for silence."""
+    found = key_analysis.estimate_key(audio, sr)
+    return Key(tonic=found.tonic, mode=found.mode)

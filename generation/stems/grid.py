@@ -26,6 +26,7 @@ import numpy as np
 from generation.audio.analysis import estimate_tempo
 from generation.audio.arrays import raised_cosine
 from generation.audio.conform import bar_length_samples, conform
+from generation.audio.harmony import key_from_seed, same_key
 from generation.request import (
     MAX_DURATION_SECONDS,
     GenerationParameters,
@@ -56,7 +57,10 @@ class GridPlan:
     tempo_source: str | None = None  # "request" or "upload"
     bars: int | None = None
     align_to_s: float = 0.0  # where the first downbeat lands, seconds
-    key: str | None = None  # detected key of the upload, for the prompt
+    key: str | None = None  # the one key every stem is in, for the prompts
+    key_source: str | None = None  # "request", "upload" or "seed"
+    chords: tuple[str, ...] = ()  # one symbol per bar, repeating over the bars
+    chords_source: str | None = None  # "request" or "upload"
     loop: bool = False
     notes: tuple[str, ...] = field(default=())  # what the plan had to decide for the caller
 
@@ -105,23 +109,71 @@ class GridPlan:
             "first_downbeat_s": round(self.align_to_s, 4) if self.tempo_locked else None,
             "duration_seconds": round(self.duration_s, 6),
             "key": self.key,
+            "key_source": self.key_source,
+            "chords": list(self.chords),
+            "chords_source": self.chords_source,
             "loop": self.loop,
             "notes": list(self.notes),
         }
 
 
-def plan_grid(params: GenerationParameters, upload: TrackAnalysis | None = None) -> GridPlan:
-    """The grid for ``params``, following ``upload`` where it has what the request lacks.
+def _harmony(
+    params: GenerationParameters, upload: TrackAnalysis | None, seed: int | None
+) -> tuple[dict[str, Any], list[str]]:
+    """The set's one key and progression: the request's, else the upload's, else (the key
+    only) one chosen from ``seed``; and notes where the request and the upload disagree."""
+    notes: list[str] = []
+    found_key = upload.key if upload is not None else None
+    found_chords = tuple(upload.chords) if upload is not None else ()
+    if params.key is not None:
+        key, key_source = params.key, "request"
+        if found_key is not None and not same_key(found_key, params.key):
+            notes.append(
+                f"the request's key {params.key} differs from the upload's detected {found_key}: "
+                "the stems are in the request's key"
+            )
+    elif found_key is not None:
+        key, key_source = found_key, "upload"
+    elif seed is not None:
+        key, key_source = key_from_seed(seed), "seed"
+    else:
+        key, key_source = None, None
+    if params.chords is not None:
+        chords, chords_source = tuple(params.chords.split()), "request"
+        if found_chords and found_chords[: len(chords)] != chords:
+            notes.append(
+                f"the request's chords differ from the upload's detected "
+                f"{' '.join(found_chords[:8])}: the stems follow the request's"
+            )
+    elif found_chords:
+        chords, chords_source = found_chords, "upload"
+    else:
+        chords, chords_source = (), None
+    return {
+        "key": key,
+        "key_source": key_source,
+        "chords": chords,
+        "chords_source": chords_source,
+    }, notes
+
+
+def plan_grid(
+    params: GenerationParameters,
+    upload: TrackAnalysis | None = None,
+    *,
+    seed: int | None = None,
+) -> GridPlan:
+    """The grid for ``params``, following ``upload`` where it has what the request lacks;
+    the key, when neither has one, chosen from ``seed``.
 
     Raises ``ValueError`` when the tempo comes from the upload and makes the requested
     bars longer than the longest stem this service generates, or when bars are asked for
     and the upload's tempo could not be detected.
     """
-    notes: list[str] = []
     bpm, source = params.target_bpm, "request"
     if bpm is None and upload is not None and upload.bpm is not None:
         bpm, source = upload.bpm, "upload"
-    key = upload.key if upload is not None else None
+    harmony, notes = _harmony(params, upload, seed)
     if bpm is None:
         if params.bars is not None:
             raise ValueError(
@@ -135,8 +187,8 @@ def plan_grid(params: GenerationParameters, upload: TrackAnalysis | None = None)
         return GridPlan(
             time_signature=params.time_signature,
             duration_s=params.duration_seconds,
-            key=key,
             notes=tuple(notes),
+            **harmony,
         )
     bar = bar_seconds(bpm, params.time_signature)
     if params.bars is not None:
@@ -160,9 +212,9 @@ def plan_grid(params: GenerationParameters, upload: TrackAnalysis | None = None)
         tempo_source=source,
         bars=bars,
         align_to_s=align,
-        key=key,
         loop=params.loop,
         notes=tuple(notes),
+        **harmony,
     )
 
 
@@ -208,7 +260,13 @@ def lock_to_grid(audio: np.ndarray, sr: int, plan: GridPlan) -> LockedStem:
     source = target
     downbeat: float | None = None
     try:
-        estimate = estimate_tempo(audio, sr, beats_per_bar=plan.beats_per_bar)
+        estimate = estimate_tempo(
+            audio,
+            sr,
+            beats_per_bar=plan.beats_per_bar,
+            beat_unit=parse_time_signature(plan.time_signature)[1],
+            target_bpm=target,  # the metrical level nearest the request's tempo
+        )
         detected = estimate.bpm
         downbeat = estimate.first_downbeat_s  # refined again after the stretch, below
         corrected = _nearest_octave(estimate.bpm, target)

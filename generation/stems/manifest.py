@@ -31,7 +31,7 @@ def build_manifest(
     tempo, bars, time signature, key, the upload's analysis), each stem, the mix, failures,
     warnings and timings; ``guide``: the guide performance the stems were extracted from
     (ACE-Step without an upload), else None."""
-    plan = plan or plan_grid(request.parameters, upload)
+    plan = plan or plan_grid(request.parameters, upload, seed=request.seed)
     return {
         "generation_request_id": request.generation_request_id,
         "created_at": datetime.now(UTC).isoformat(),

@@ -43,18 +43,24 @@ def build_stem_prompt(
     target_bpm: float | None = None,
     prompt: str = "",
     key: str | None = None,
+    chords: str | None = None,
 ) -> str:
-    """The text MusicGen gets for ``stem``: instrument, style, user words, key, then tempo.
+    """The text MusicGen gets for ``stem``: instrument, style, user words, key, chords, then
+    tempo.
 
     >>> build_stem_prompt("bass", style="rock", target_bpm=120, prompt="energetic")
     'solo bass guitar, isolated bassline, no drums, no guitar, no vocals, rock, energetic, 120 bpm'
     >>> build_stem_prompt("pads", target_bpm=92.5, key="A minor").split(", ")[-2:]
     ['in A minor', '92.5 bpm']
+    >>> build_stem_prompt("bass", key="A minor", chords="Am F C G").split(", ")[-2:]
+    ['in A minor', 'chords Am F C G']
     """
     parts = [STEM_DESCRIPTIONS[parse_stem(stem)]]
     parts += [text for text in (style.strip(), prompt.strip()) if text]
     if key:
         parts.append(f"in {key}")
+    if chords:
+        parts.append(f"chords {chords}")
     if target_bpm is not None:
         parts.append(f"{target_bpm:g} bpm")
     return ", ".join(parts)

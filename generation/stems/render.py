@@ -53,12 +53,17 @@ def stem_seed(request_seed: int, stem: Stem) -> int:
 
 
 def prompt_for(request: GenerationRequest, stem: Stem, plan: GridPlan | None = None) -> str:
-    """The text prompt this request gives MusicGen for ``stem``: with ``plan``, its tempo
-    (requested or the upload's) and the upload's key."""
+    """The text prompt this request gives MusicGen for ``stem``: its tempo (requested or
+    the upload's), and the set's one key and chord progression (see ``plan_grid``)."""
     p = request.parameters
-    plan = plan or plan_grid(p)
+    plan = plan or plan_grid(p, seed=request.seed)
     return build_stem_prompt(
-        stem, style=p.style, target_bpm=plan.target_bpm, prompt=p.prompt, key=plan.key
+        stem,
+        style=p.style,
+        target_bpm=plan.target_bpm,
+        prompt=p.prompt,
+        key=plan.key,
+        chords=" ".join(plan.chords) or None,
     )
 
 
@@ -83,7 +88,7 @@ def render_stems(
     """
     if request.seed is None:
         raise ValueError("request.seed must be set before rendering (use with_seed())")
-    plan = plan or plan_grid(request.parameters)
+    plan = plan or plan_grid(request.parameters, seed=request.seed)
     chosen = list(stems) if stems is not None else list(request.target_stems)
     prompts = [prompt_for(request, stem, plan) for stem in chosen]
     seeds = [stem_seed(request.seed, stem) for stem in chosen]

@@ -1,6 +1,7 @@
-"""What an uploaded track is: its tempo, first downbeat and key (``analyze_track``).
+"""What an uploaded track is: its tempo, first downbeat, key and chords (``analyze_track``).
 
-Arrays in, a ``TrackAnalysis`` out; the analysis itself is ``generation.audio.analysis``.
+Arrays in, a ``TrackAnalysis`` out; the analysis itself is ``generation.audio.analysis``
+(tempo, downbeat, key) and ``generation.audio.chords`` (one chord per bar).
 Tempo follows DAWs: BPM counts quarter notes whatever the time signature.
 """
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from generation.audio import analysis
 from generation.audio.arrays import resample
+from generation.audio.chords import estimate_chords
 from generation.audio.codecs import Excerpt, decode_excerpt
 from generation.request import parse_time_signature, quarter_notes_per_beat
 
@@ -22,13 +24,16 @@ SNAP_BPM = 0.05  # a detected tempo this close to a whole number is that number
 # by the analysis: mono at MusicGen's rate, so no stem decodes or resamples the upload.
 EXCERPT_RATE_HZ = 32_000
 EXCERPT_NAME = "upload-excerpt.flac"
+MAX_CHORD_BARS = 64  # chords reported for at most this many bars from the first downbeat
 
 
 @dataclass(frozen=True)
 class TrackAnalysis:
     """What an uploaded track is: ``bpm`` (quarter notes per minute) and
     ``first_downbeat_s`` (seconds) or None without a steady beat, ``key`` ("A minor") or
-    None, its length in seconds, sample rate (Hz), channel count and what went wrong."""
+    None, its length in seconds, sample rate (Hz), channel count and what went wrong;
+    ``chords`` one symbol per bar from the first downbeat (``generation.audio.chords``
+    grammar); the analysis' confidences in [0, 1] (None where nothing was found)."""
 
     bpm: float | None
     first_downbeat_s: float | None
@@ -37,10 +42,14 @@ class TrackAnalysis:
     sample_rate: int
     channels: int
     warnings: tuple[str, ...] = ()
+    chords: tuple[str, ...] = ()
+    tempo_confidence: float | None = None
+    downbeat_confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["warnings"] = list(self.warnings)
+        data["chords"] = list(self.chords)
         return data
 
     def with_source(self, *, duration_s: float, channels: int) -> TrackAnalysis:
@@ -49,7 +58,13 @@ class TrackAnalysis:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrackAnalysis:
-        return cls(**{**data, "warnings": tuple(data.get("warnings", ()))})
+        return cls(
+            **{
+                **data,
+                "warnings": tuple(data.get("warnings", ())),
+                "chords": tuple(data.get("chords", ())),
+            }
+        )
 
 
 def snap_bpm(bpm: float) -> float:
@@ -89,14 +104,16 @@ def excerpt_for_stems(excerpt: Excerpt) -> tuple[np.ndarray, int]:
 
 
 def _analyze(excerpt: np.ndarray, sr: int, time_signature: str) -> TrackAnalysis:
-    beats, _ = parse_time_signature(time_signature)
+    beats, unit = parse_time_signature(time_signature)
     warnings: list[str] = []
     bpm: float | None = None
     downbeat: float | None = None
+    estimate: analysis.TempoEstimate | None = None
     try:
-        estimate = analysis.estimate_tempo(excerpt, sr, beats_per_bar=beats)
+        estimate = analysis.estimate_tempo(excerpt, sr, beats_per_bar=beats, beat_unit=unit)
         bpm = snap_bpm(estimate.bpm * quarter_notes_per_beat(time_signature))
         downbeat = round(estimate.first_downbeat_s, 4)
+        warnings.extend(estimate.warnings)
     except ValueError as error:
         warnings.append(f"tempo not detected: {error}")
     key: str | None = None
@@ -104,6 +121,13 @@ def _analyze(excerpt: np.ndarray, sr: int, time_signature: str) -> TrackAnalysis
         key = str(analysis.estimate_key(excerpt, sr))
     except ValueError as error:
         warnings.append(f"key not detected: {error}")
+    chords: list[str] = []
+    if estimate is not None and key is not None:
+        bar_s = beats * 60.0 / estimate.bpm
+        duration = excerpt.shape[1] / sr
+        count = min(int((duration - estimate.first_downbeat_s) / bar_s), MAX_CHORD_BARS)
+        starts = [estimate.first_downbeat_s + i * bar_s for i in range(max(count, 0))]
+        chords = estimate_chords(excerpt, sr, starts, bar_s) if starts else []
     return TrackAnalysis(
         bpm=bpm,
         first_downbeat_s=downbeat,
@@ -112,4 +136,7 @@ def _analyze(excerpt: np.ndarray, sr: int, time_signature: str) -> TrackAnalysis
         sample_rate=sr,
         channels=int(excerpt.shape[0]),
         warnings=tuple(warnings),
+        chords=tuple(chords),
+        tempo_confidence=None if estimate is None else estimate.tempo_confidence,
+        downbeat_confidence=None if estimate is None else estimate.downbeat_confidence,
     )

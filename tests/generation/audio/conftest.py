@@ -1,10 +1,43 @@
-"""Fixtures shared by the audio tests."""
+"""Fixtures shared by the audio tests.
 
+Rendered test music: short multi-instrument pieces with known tempo, downbeat and key,
+written by ``benchmarks/musical_pieces.py`` and rendered by FluidSynth with Debian's GM
+soundfont (``scripts/test.sh`` installs both). Missing, the tests fail; they never skip.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
 import pytest
+import soundfile as sf
 
+from benchmarks.musical_pieces import SOUNDFONT, Piece, render, write_piece
 from tests.synthetic_audio import click_track
 
 
 @pytest.fixture(scope="module")
 def clicks():
     return click_track()
+
+
+@pytest.fixture(scope="session")
+def render_piece(tmp_path_factory: pytest.TempPathFactory):
+    """``render_piece(style, seed, seconds)`` -> ``(audio [channels, samples], sr, Piece)``."""
+    assert shutil.which("fluidsynth"), "fluidsynth is missing: apt-get install fluidsynth"
+    assert SOUNDFONT.exists(), f"{SOUNDFONT} is missing: apt-get install fluid-soundfont-gm"
+    folder = tmp_path_factory.mktemp("rendered")
+    made: dict[tuple[str, int, float], tuple[np.ndarray, int, Piece]] = {}
+
+    def make(style: str, seed: int, seconds: float = 10.0) -> tuple[np.ndarray, int, Piece]:
+        if (style, seed, seconds) not in made:
+            midi, piece = write_piece(style, seed, target_s=seconds)
+            wav = Path(folder) / f"{style}-{seed}.wav"
+            render(midi, wav)
+            audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+            made[(style, seed, seconds)] = (audio.T, int(sr), piece)
+        return made[(style, seed, seconds)]
+
+    return make

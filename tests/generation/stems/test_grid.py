@@ -120,6 +120,9 @@ def test_summary_reports_the_grid():
         "first_downbeat_s": 0.25,
         "duration_seconds": 4.0,
         "key": "A minor",
+        "key_source": "upload",
+        "chords": [],
+        "chords_source": None,
         "loop": False,
         "notes": [],
     }
@@ -218,7 +221,13 @@ def test_a_stem_without_a_beat_is_cut_to_the_grid_unstretched():
     plan = plan_grid(params(target_bpm=120, bars=2))
     finished = finish_stem(pad, SR, Stem.PADS, plan)
     assert finished.audio.shape == (1, plan.output_samples(SR))
-    assert finished.detected_bpm is None or finished.warnings
+    # The pad re-attacks every second: the analysis may hear that as a 60/120 BPM pulse
+    # (issue 12's analysis does), and then the stretch it applies is next to none.
+    assert (
+        finished.detected_bpm is None
+        or finished.warnings
+        or abs(finished.stretch_ratio - 1.0) < 0.01
+    )
     assert finished.loudness_lufs == pytest.approx(STEM_LOUDNESS_TARGETS[Stem.PADS], abs=0.5)
 
 

@@ -1,0 +1,49 @@
+"""Key estimation on synthetic chords (with a detuned copy) and rendered music."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from generation.audio.key import estimate_key, harmonic_chroma
+from tests.synthetic_audio import SR, chord_pad
+
+A_MINOR = [(45, 57, 60, 64), (50, 57, 62, 65), (52, 56, 59, 64), (45, 57, 60, 64)]  # Am Dm E Am
+E_FLAT_MAJOR = [
+    (39, 55, 58, 63),
+    (44, 56, 60, 63),
+    (46, 55, 58, 62),
+    (39, 55, 58, 63),
+]  # Eb Ab Bb Eb
+
+
+def _detuned(chords: list[tuple[int, ...]], cents: float) -> np.ndarray:
+    """``chord_pad`` resampled so every pitch moves by ``cents``."""
+    audio = chord_pad(chords * 2, 1.0)[0]
+    ratio = 2 ** (cents / 1200)
+    positions = np.arange(0, audio.size - 1, ratio)
+    return np.interp(positions, np.arange(audio.size), audio).astype(np.float32)[np.newaxis]
+
+
+@pytest.mark.parametrize(("chords", "expected"), [(A_MINOR, "A minor"), (E_FLAT_MAJOR, "D# major")])
+def test_synthetic_progressions(chords, expected: str) -> None:
+    key = estimate_key(chord_pad(chords * 2, 1.0), SR)
+    assert str(key) == expected
+    assert 0.0 <= key.confidence <= 1.0
+
+
+def test_tuning_is_measured_and_corrected() -> None:
+    audio = _detuned(A_MINOR, 45.0)
+    assert 30.0 <= harmonic_chroma(audio, SR).tuning_cents <= 55.0
+    assert str(estimate_key(audio, SR)) == "A minor"
+
+
+def test_silence_raises() -> None:
+    with pytest.raises(ValueError, match="silence"):
+        estimate_key(np.zeros((2, SR), np.float32), SR)
+
+
+@pytest.mark.parametrize(("style", "seed"), [("pop", 1), ("halftime", 6), ("waltz", 11)])
+def test_rendered_music(render_piece, style: str, seed: int) -> None:
+    audio, sr, piece = render_piece(style, seed)
+    assert str(estimate_key(audio, sr)) == piece.key
