@@ -88,8 +88,9 @@ def estimate_chords(
     filled = [s for s in out if s is not None]
     if not filled:
         return []
-    result, previous = [], filled[0]
-    for symbol in out:
-        previous = symbol or previous
+    result: list[str] = []
+    previous = filled[0]
+    for found in out:
+        previous = found if found is not None else previous
         result.append(previous)
     return result
