@@ -13,6 +13,7 @@ between the best and the runner-up correlation.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import librosa
@@ -89,7 +90,9 @@ def harmonic_chroma(audio: np.ndarray, sr: int) -> HarmonicChroma:
     if not np.any(mono):
         raise ValueError("cannot estimate the harmony of silence")
     harmonic = librosa.effects.harmonic(mono, margin=2.0)
-    tuning = float(librosa.estimate_tuning(y=harmonic, sr=ANALYSIS_SR))  # semitones, [-0.5, 0.5)
+    with warnings.catch_warnings():  # no pitched peaks at all (drums only): tuning 0
+        warnings.simplefilter("ignore", UserWarning)
+        tuning = float(librosa.estimate_tuning(y=harmonic, sr=ANALYSIS_SR))  # semitones
     cqt = np.abs(
         librosa.cqt(
             harmonic,
