@@ -304,24 +304,24 @@ def test_the_form_follows_the_apis_schema(
     schema = with_parameters(
         {
             "engine": {"enum": engines, "type": "string", "default": "musicgen"},
-            "key": {"anyOf": [{"type": "string", "maxLength": 20}, {"type": "null"}]},
+            "mood": {"anyOf": [{"type": "string", "maxLength": 20}, {"type": "null"}]},
         }
     )
     monkeypatch.setattr(site, "request_schema", lambda: schema)
     driver, _ = browser
     driver.get(host.url)
     enter_key(driver)
-    key = wait_for("the key field", lambda: css(driver, "#f-parameters-key"))[0]
-    assert css(driver, "label[for='f-parameters-key']")[0].text == "Key"
+    mood = wait_for("the mood field", lambda: css(driver, "#f-parameters-mood"))[0]
+    assert css(driver, "label[for='f-parameters-mood']")[0].text == "mood"
     engine = css(driver, "#f-parameters-engine")
     assert bool(engine) is shown
     if shown:
         options = [o.get_attribute("value") for o in engine[0].find_elements(By.TAG_NAME, "option")]
         assert options == ["", *engines]
     # The running API does not know the field yet: its 400 is shown where the field is.
-    key.send_keys("A minor")
+    mood.send_keys("calm")
     driver.find_element(By.ID, "submit").click()
-    message = wait_for("the key's error", lambda: text(driver, "f-parameters-key-error"))
+    message = wait_for("the mood's error", lambda: text(driver, "f-parameters-mood-error"))
     assert message == "Extra inputs are not permitted"
-    assert key.get_attribute("aria-invalid") == "true"
+    assert mood.get_attribute("aria-invalid") == "true"
     assert [e for e in console_errors(driver) if "400" not in e] == []
