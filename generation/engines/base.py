@@ -111,9 +111,12 @@ class EngineHolder(Generic[T]):
     and reports ``EngineState``. A failed load is remembered and raised again: no retries
     behind the caller's back, no fallback."""
 
-    def __init__(self, label: str, load: Callable[[], T]) -> None:
+    def __init__(
+        self, label: str, load: Callable[[], T], describe: Callable[[T], str] | None = None
+    ) -> None:
         self._label = label  # for messages: "ACE-Step", "MusicGen"
         self._load = load
+        self._describe = describe  # what the success log adds about the loaded model
         self._lock = threading.Lock()
         self._state = EngineState.NOT_LOADED
         self._loaded: T | None = None
@@ -148,7 +151,12 @@ class EngineHolder(Generic[T]):
                 raise
             self._loaded = loaded
             self._state = EngineState.AVAILABLE
-            logger.info("%s loaded in %.1f s", self._label, time.perf_counter() - started)
+            logger.info(
+                "%s loaded successfully in %.1f s%s",
+                self._label,
+                time.perf_counter() - started,
+                f" ({self._describe(loaded)})" if self._describe else "",
+            )
             return loaded
 
     def get_if_ready(self) -> T:
@@ -166,6 +174,6 @@ class EngineHolder(Generic[T]):
             with contextlib.suppress(ModelLoadError):  # recorded in ``state``/``error``
                 self.get()
 
-        thread = threading.Thread(target=_load, name=f"{self._label}-warmup", daemon=True)
+        thread = threading.Thread(target=_load, name=f"{self._label.lower()}-warmup", daemon=True)
         thread.start()
         return thread

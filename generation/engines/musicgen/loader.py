@@ -13,7 +13,6 @@ follow a melody (``LoadedModel.supports_melody``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -32,12 +31,12 @@ from transformers import (
 )
 from transformers.feature_extraction_utils import FeatureExtractionMixin
 
-from generation.engines.base import EngineState
+from generation.engines.base import EngineHolder, EngineState
 from generation.engines.loading import describe_load_failure, is_local_source, resolve_device
 from generation.engines.musicgen.chroma import ChromaExtractor
 from generation.engines.musicgen.fast_decoder import FastDecoder, WeightFormat
 from generation.engines.musicgen.pages import release_file_pages
-from generation.errors import ModelLoadError, ModelNotReadyError
+from generation.errors import ModelLoadError
 from generation.settings import GenerationSettings
 
 logger = logging.getLogger(__name__)
@@ -181,30 +180,27 @@ def _load_files(source: str, **kwargs: Any) -> _Loaded:
     )
 
 
-class ModelHolder:
-    """Holds this process's model: loads it once, on first use or by ``warm_up_in_background``."""
+class ModelHolder(EngineHolder[LoadedModel]):
+    """Holds this process's MusicGen: loads it once, on first use or by
+    ``warm_up_in_background``; states, errors and retries as every engine's holder."""
 
     def __init__(self, settings: GenerationSettings) -> None:
+        super().__init__("MusicGen", self._load_model, _describe_loaded)
         self._settings = settings
-        self._lock = threading.Lock()
-        self._state = ModelState.NOT_LOADED
-        self._loaded: LoadedModel | None = None
-        self._error: ModelLoadError | None = None
         self._device: torch.device | None = None
 
-    @property
-    def state(self) -> ModelState:
-        return self._state
+    def _load_model(self) -> LoadedModel:
+        logger.info(
+            "loading MusicGen %s (cache: %s)",
+            self._settings.musicgen_model,
+            self._settings.model_cache_dir or "default Hugging Face cache",
+        )
+        return load_model(self._settings)
 
     @property
     def model_id(self) -> str:
         """The checkpoint this holder loads (``MUSICGEN_MODEL``)."""
         return self._settings.musicgen_model
-
-    @property
-    def error(self) -> ModelLoadError | None:
-        """The load failure, when ``state`` is ``failed``."""
-        return self._error
 
     @property
     def device(self) -> torch.device:
@@ -215,57 +211,9 @@ class ModelHolder:
             self._device = resolve_device(self._settings.use_gpu)
         return self._device
 
-    def get(self) -> LoadedModel:
-        """The loaded model, loading it now if needed (blocks); raises ``ModelLoadError``."""
-        if self._loaded is not None:
-            return self._loaded
-        with self._lock:
-            if self._loaded is not None:
-                return self._loaded
-            if self._error is not None:
-                raise self._error
-            self._state = ModelState.LOADING
-            logger.info(
-                "loading MusicGen %s (cache: %s)",
-                self._settings.musicgen_model,
-                self._settings.model_cache_dir or "default Hugging Face cache",
-            )
-            try:
-                loaded = load_model(self._settings)
-            except ModelLoadError as error:
-                self._error = error
-                self._state = ModelState.FAILED
-                logger.error("MusicGen failed to load: %s", error)  # noqa: TRY400 - cause is in the text
-                raise
-            self._loaded = loaded
-            self._state = ModelState.AVAILABLE
-            logger.info(
-                "MusicGen loaded successfully in %.1f s (%s on %s)",
-                loaded.load_seconds,
-                loaded.model_id,
-                loaded.device,
-            )
-            return loaded
 
-    def get_if_ready(self) -> LoadedModel:
-        """The model if already loaded; raises ``ModelNotReadyError`` or the load error."""
-        if self._loaded is not None:
-            return self._loaded
-        if self._error is not None:
-            raise self._error
-        raise ModelNotReadyError(f"MusicGen is {self._state.value}; try again shortly")
-
-    def warm_up_in_background(self) -> threading.Thread:
-        """Start loading in a daemon thread, so start-up is not blocked; returns the thread."""
-
-        def _load() -> None:
-            # A failure is already logged and recorded in ``state``/``error``.
-            with contextlib.suppress(ModelLoadError):
-                self.get()
-
-        thread = threading.Thread(target=_load, name="musicgen-warmup", daemon=True)
-        thread.start()
-        return thread
+def _describe_loaded(loaded: LoadedModel) -> str:
+    return f"{loaded.model_id} on {loaded.device}"
 
 
 _holders: dict[tuple, ModelHolder] = {}

@@ -47,7 +47,7 @@ def test_warm_up_in_background_turns_available(tiny_settings, caplog):
     holder = ModelHolder(tiny_settings)
     with pytest.raises(ModelNotReadyError):
         holder.get_if_ready()
-    with caplog.at_level("INFO", logger="generation.engines.musicgen.loader"):
+    with caplog.at_level("INFO"):
         holder.warm_up_in_background().join(timeout=60)
     assert holder.state is ModelState.AVAILABLE
     assert holder.get_if_ready() is holder.get()
