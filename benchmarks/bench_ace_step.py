@@ -2,7 +2,8 @@
 
     python benchmarks/bench_ace_step.py [--model DIR] [--stems 3] [--duration 10]
         [--steps 50] [--measure-steps N] [--guidance 7] [--device cpu|cuda]
-        [--paths baseline,project] [--baseline-dtype float32|bfloat16] [--json FILE]
+        [--paths baseline,project] [--baseline-dtype float32|bfloat16] [--no-compile]
+        [--json FILE]
 
 The workload is the upload case: ``--stems`` stems made by the ``lego`` task over one
 ``--duration`` s stereo 48 kHz track, base-variant sampling (``--steps`` steps, APG
@@ -13,8 +14,10 @@ Paths, each in its own child process (so each peak memory is its own):
              one call per stem (each call encodes its text, VAE-encodes the track, runs
              the DiT over 2 rows, decodes). fp32 on CPU (the library default; the docs' bf16
              example is for CUDA), bf16 on CUDA; ``--baseline-dtype`` overrides.
-  project    ``generation.engines.ace_step``: bf16 networks with an fp32 VAE, the track
-             VAE-encoded once, all stems through the DiT together (2 x stems rows a step).
+  project    ``generation.engines.ace_step``: bf16 networks with an fp32 VAE (its Snake
+             activations in place), the track VAE-encoded once, all stems through the DiT
+             together (2 x stems rows a step), the DiT's blocks compiled (``load_s``
+             includes compiling; ``--no-compile`` leaves them eager).
 Per phase: condition encoding (text + condition encoder + source VAE encode, up to the first
 DiT step), ms per DiT step (median over the steps run), VAE decode; peak RSS (and CUDA peak).
 Fidelity: relative L2 error of each project stem against the baseline's (same seeds).
@@ -172,7 +175,10 @@ def _run_project(args: argparse.Namespace, out_dir: Path) -> dict:
     )
 
     started = time.perf_counter()
-    loaded = load_ace_step(args.model, None, device=torch.device(args.device))
+    # As the service loads it (ACE_STEP_COMPILE): load_s includes compiling the DiT blocks.
+    loaded = load_ace_step(
+        args.model, None, device=torch.device(args.device), compile_dit=not args.no_compile
+    )
     load_s = time.perf_counter() - started
     clips = [
         Clip(Task.LEGO, PROMPT, seed=index, track=TRACKS[index % len(TRACKS)])
@@ -240,6 +246,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--paths", default="baseline,project")
     parser.add_argument("--baseline-dtype", choices=["float32", "bfloat16"], default=None)
+    parser.add_argument(
+        "--no-compile", action="store_true", help="project path without compiled DiT blocks"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--child", choices=["baseline", "project"], help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", help=argparse.SUPPRESS)
@@ -286,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         *("--steps", str(args.steps), "--guidance", str(args.guidance), "--device", args.device),
         *(("--measure-steps", str(args.measure_steps)) if args.measure_steps else ()),
         *(("--baseline-dtype", args.baseline_dtype) if args.baseline_dtype else ()),
+        *(("--no-compile",) if args.no_compile else ()),
     ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

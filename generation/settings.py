@@ -117,6 +117,11 @@ class GenerationSettings(BaseSettings):
     ace_step_steps: int = Field(
         50, ge=1, le=200, description="Denoising steps of the base checkpoint."
     )
+    ace_step_compile: bool = Field(
+        True,
+        description="Compile ACE-Step's DiT blocks with torch.compile at load (about 1.7x "
+        "faster per step on CPU; a few minutes once per process, cached on disk).",
+    )
 
     @property
     def engine_names(self) -> tuple[str, ...]:

@@ -29,6 +29,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # The tiny model gains nothing from threads, and on a busy 2-core machine OpenMP's
     # spinning workers made a 1.5 s stem take from 0.1 s to 37 s.
     torch.set_num_threads(1)
+    # Compiling the DiT costs about a minute per process; the tests check behaviour, and
+    # the compiled path has its own test (tests/generation/engines/ace_step/test_speed.py).
+    os.environ.setdefault("ACE_STEP_COMPILE", "false")
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,7 @@ class AceStepEngine:
         base_sampling: Sampling = BASE_SAMPLING,
         turbo_sampling: Sampling = TURBO_SAMPLING,
         offline: bool = False,
+        compile_dit: bool = False,
     ) -> None:
         self._model = model
         self._device = device or torch.device("cpu")
@@ -77,7 +78,12 @@ class AceStepEngine:
 
         def load() -> _Loaded:
             base = load_ace_step(
-                model, cache_dir, device=self._device, precision=precision, offline=offline
+                model,
+                cache_dir,
+                device=self._device,
+                precision=precision,
+                offline=offline,
+                compile_dit=compile_dit,
             )
             guide = None
             if guide_model:
@@ -88,6 +94,7 @@ class AceStepEngine:
                     precision=precision,
                     share_with=base,
                     offline=offline,
+                    compile_dit=compile_dit,
                 )
             return _Loaded(base, guide)
 
@@ -110,6 +117,7 @@ class AceStepEngine:
             guide_model=settings.ace_step_guide_model,
             base_sampling=Sampling(steps=settings.ace_step_steps),
             offline=settings.hf_hub_offline,
+            compile_dit=settings.ace_step_compile,
         )
 
     @property

@@ -25,6 +25,8 @@ import torch
 from diffusers import AceStepPipeline
 from huggingface_hub import snapshot_download
 
+from generation.engines.ace_step import speed
+from generation.engines.ace_step.generate import dit_forward
 from generation.engines.loading import describe_load_failure, is_local_source
 from generation.errors import ModelLoadError
 
@@ -109,12 +111,15 @@ def load_ace_step(
     precision: Precision = "auto",
     share_with: LoadedAceStep | None = None,
     offline: bool = False,
+    compile_dit: bool = False,
 ) -> LoadedAceStep:
     """Load the pipeline at ``source`` (hub id or directory) now; raises ``AceStepLoadError``.
 
     ``share_with``: an already loaded variant whose VAE, text encoder and tokenizer this one
     reuses instead of loading its own (every ACE-Step 1.5 variant ships the same files), e.g.
     a turbo checkpoint for the guide beside the base checkpoint for the stems.
+    ``compile_dit``: compile the DiT's blocks and warm them up now (``ACE_STEP_COMPILE``;
+    see ``generation.engines.ace_step.speed``). The VAE is always made faster (exactly).
     """
     started = time.perf_counter()
     device = device or torch.device("cpu")
@@ -140,8 +145,12 @@ def load_ace_step(
         )
         pipeline.to(device)
         pipeline.set_progress_bar_config(disable=True)
+        speed.prepare_vae(pipeline.vae)
     except Exception as error:
         raise AceStepLoadError(source, cache_dir, _describe(error)) from error
+    if compile_dit and speed.compile_dit(pipeline.transformer):
+        seconds = speed.warm_up_dit(pipeline.transformer, dit_forward)
+        logger.info("ACE-Step DiT compiled and warmed up in %.1f s", seconds)
     return LoadedAceStep(
         pipeline=pipeline,
         model_id=source,
