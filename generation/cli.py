@@ -108,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--chords",
         default=None,
-        help="one chord per bar, repeating, e.g. 'Am F C G' (default: the followed track's)",
+        help="one chord per bar, repeating, e.g. 'Am F C G' (default: the followed track's); "
+        "with a tempo a melody model also follows them as a guide",
     )
     gen.add_argument("--style", default="", help="e.g. rock, jazz, lofi")
     gen.add_argument("--prompt", default="", help="free words added to every stem's prompt")
