@@ -43,7 +43,6 @@ from transformers.utils import logging as transformers_logging
 from generation.audio.codecs import Excerpt, decode_audio
 from generation.audio.conform import conform
 from generation.engines.ace_step.engine import AceStepEngine
-from generation.engines.musicgen.generate import MelodyCondition
 from generation.engines.musicgen.loader import model_holder
 from generation.errors import GenerationError, InvalidRequestError, SettingsError
 from generation.request import (
@@ -66,7 +65,7 @@ from generation.stems.grid import GridPlan, plan_grid
 from generation.stems.output import LocalFolder, finish_set, write_stem
 from generation.stems.prompts import known_stems
 from generation.stems.record import RenderedStem
-from generation.stems.render import render_stems
+from generation.stems.render import render_stems, stem_melody
 from generation.stems.track import excerpt_for_stems, read_track
 from generation.studio import local as studio_local
 
@@ -109,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--chords",
         default=None,
-        help="one chord per bar, repeating, e.g. 'Am F C G' (default: the followed track's)",
+        help="one chord per bar, repeating, e.g. 'Am F C G' (default: the followed track's); "
+        "with a tempo a melody model also follows them as a guide",
     )
     gen.add_argument("--style", default="", help="e.g. rock, jazz, lofi")
     gen.add_argument("--prompt", default="", help="free words added to every stem's prompt")
@@ -321,13 +321,15 @@ def _render_musicgen(
     excerpt: Excerpt | None,
     sink: LocalFolder,
 ) -> Rendered:
-    """MusicGen: every stem from its caption (and a melody model, the track's chords)."""
+    """MusicGen: every stem from its caption (and a melody model, the track's or the
+    request's chords: ``stem_melody``)."""
     del sink
     loaded = model_holder(settings).get()
-    melody = None
-    if excerpt is not None and loaded.supports_melody:
-        # A text-only model follows the track's key and tempo in its prompt instead.
-        melody = MelodyCondition(*excerpt_for_stems(excerpt))
+    melody, melody_source = stem_melody(
+        plan,
+        supports_melody=loaded.supports_melody,
+        upload_audio=None if excerpt is None else lambda: excerpt_for_stems(excerpt),
+    )
     bar = tqdm(total=None, unit="step", desc="decoding", disable=args.quiet)
 
     def progress(done: int, total: int) -> None:
@@ -336,7 +338,13 @@ def _render_musicgen(
 
     try:
         rendered = render_stems(
-            loaded, request, settings, plan=plan, melody=melody, progress=progress
+            loaded,
+            request,
+            settings,
+            plan=plan,
+            melody=melody,
+            melody_source=melody_source,
+            progress=progress,
         )
     finally:
         bar.close()

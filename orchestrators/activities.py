@@ -12,11 +12,11 @@ import time
 from typing import Any
 
 import azure.durable_functions as df
+import numpy as np
 
 from generation.adapters.callback import send_callback as post_callback
 from generation.adapters.storage import BlobSink, generation_blob_name, upload_blob_name
 from generation.audio.codecs import Excerpt, decode_audio, encode_audio
-from generation.engines.musicgen.generate import MelodyCondition
 from generation.errors import BlobNotFoundError, UploadError
 from generation.request import Engine, GenerationRequest, OutputFormat, Stem
 from generation.stems.context import (
@@ -32,7 +32,7 @@ from generation.stems.manifest import musical_summary
 from generation.stems.output import finish_set, write_stem
 from generation.stems.prompts import parse_stem
 from generation.stems.record import StemRecord
-from generation.stems.render import render_stems
+from generation.stems.render import render_stems, stem_melody
 from generation.stems.track import (
     EXCERPT_NAME,
     TrackAnalysis,
@@ -125,17 +125,23 @@ def _musicgen_stem(
     plan: GridPlan,
     payload: dict[str, Any],
 ) -> StemRecord:
-    """MusicGen: the stem from its caption (and, with a melody checkpoint, the upload's
-    chords), through the cross-request batcher, locked to the grid and written."""
+    """MusicGen: the stem from its caption (and, with a melody checkpoint, the upload's or
+    the request's chords: ``stem_melody``), through the cross-request batcher, locked to
+    the grid and written."""
     del payload
     settings = runtime.settings()
     loaded = runtime.model().get()  # loaded once per worker; waits if still loading
-    melody = None
-    if upload is not None and loaded.supports_melody:
+
+    def upload_audio() -> tuple[np.ndarray, int]:
         # The analysis wrote this small copy; a stem never decodes the upload itself.
         name = generation_blob_name(request.generation_request_id, EXCERPT_NAME)
-        audio, sample_rate = decode_audio(_sink(request).read(name), what=name)
-        melody = MelodyCondition(audio, sample_rate)
+        return decode_audio(_sink(request).read(name), what=name)
+
+    melody, melody_source = stem_melody(
+        plan,
+        supports_melody=loaded.supports_melody,
+        upload_audio=None if upload is None else upload_audio,
+    )
     # Stems of concurrent requests share one batched generation (runtime.batcher); the
     # lease holds the stem's share of the worker's memory budget until it is written.
     with runtime.batcher().lease() as generate:
@@ -146,6 +152,7 @@ def _musicgen_stem(
             stems=[stem],
             plan=plan,
             melody=melody,
+            melody_source=melody_source,
             generate=generate,
         )
         return write_stem(_sink(request), rendered, request)
@@ -220,10 +227,10 @@ def generate_stem(payload: dict[str, Any]) -> dict[str, Any]:
 
     Input: ``{"request": <request dict, seed set>, "stem": str, "stem_index": int,
     "upload": <TrackAnalysis dict> | None, "guide": <generate_guide output> (ACE-Step
-    without an upload)}``. The request's engine makes it: MusicGen (with an upload and a
-    melody checkpoint, conditioned on the track), or ACE-Step (lego over the upload, or
-    extract from the guide). Output: the stem's blob name and URL,
-    prompt, seed, duration (s), samples, sample rate (Hz), model id, generation time (s),
+    without an upload)}``. The request's engine makes it: MusicGen (with a melody
+    checkpoint, conditioned on the upload or the request's chords), or ACE-Step (lego over
+    the upload, or extract from the guide). Output: the stem's blob name and URL, prompt,
+    seed, duration (s), samples, sample rate (Hz), model id, generation time (s),
     detected raw tempo, stretch ratio, loudness (LUFS), true peak (dBTP), warnings and the
     request's ``musical`` summary.
     """

@@ -145,7 +145,11 @@ def locate_downbeat(audio: np.ndarray, sr: int, near_s: float) -> float:
     return max(attack - lead_in_s, 0.0)
 
 
-def estimate_key(audio: np.ndarray, sr: int) -> Key:
-    """Key of ``audio`` (``[channels, samples]``). Raises ``ValueError`` for silence."""
-    found = key_analysis.estimate_key(audio, sr)
+def estimate_key(
+    audio: np.ndarray, sr: int, *, chroma: key_analysis.HarmonicChroma | None = None
+) -> Key:
+    """Key of ``audio`` (``[channels, samples]``); ``chroma``: its
+    ``key_analysis.harmonic_chroma`` when already computed. Raises ``ValueError`` for
+    silence."""
+    found = key_analysis.estimate_key(audio, sr, chroma=chroma)
     return Key(tonic=found.tonic, mode=found.mode)

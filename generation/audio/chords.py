@@ -24,7 +24,7 @@ from generation.audio.harmony import (
     parse_chord,
     parse_progression,
 )
-from generation.audio.key import harmonic_chroma
+from generation.audio.key import HarmonicChroma, harmonic_chroma
 
 # Subtracted from a quality's match so plainer chords win near-ties.
 _COMPLEXITY = {
@@ -56,12 +56,19 @@ def _templates() -> tuple[list[tuple[int, str]], np.ndarray]:
 
 
 def estimate_chords(
-    audio: np.ndarray, sr: int, downbeats_s: Sequence[float], bar_s: float
+    audio: np.ndarray,
+    sr: int,
+    downbeats_s: Sequence[float],
+    bar_s: float,
+    *,
+    chroma: HarmonicChroma | None = None,
 ) -> list[str]:
     """One chord symbol per bar of ``audio`` (``[channels, samples]`` at ``sr`` Hz): the bar
     starting at each of ``downbeats_s`` (seconds) and lasting ``bar_s`` seconds. A bar
-    without harmony repeats the chord before it (or the next one at the start)."""
-    analysis = harmonic_chroma(audio, sr)
+    without harmony repeats the chord before it (or the next one at the start).
+    ``chroma``: ``audio``'s ``harmonic_chroma`` when already computed (the key uses it too).
+    Raises ``ValueError`` for silence."""
+    analysis = chroma if chroma is not None else harmonic_chroma(audio, sr)
     names, templates = _templates()
     penalty = np.array([_COMPLEXITY[q] for _, q in names])
     out: list[str | None] = []

@@ -126,12 +126,19 @@ def key_scores(chroma: np.ndarray, profile: str = DEFAULT_PROFILE) -> np.ndarray
     return np.nan_to_num(scores)
 
 
-def estimate_key(audio: np.ndarray, sr: int, *, profile: str = DEFAULT_PROFILE) -> KeyEstimate:
-    """Key of ``audio`` (``[channels, samples]`` at ``sr`` Hz).
+def estimate_key(
+    audio: np.ndarray,
+    sr: int,
+    *,
+    profile: str = DEFAULT_PROFILE,
+    chroma: HarmonicChroma | None = None,
+) -> KeyEstimate:
+    """Key of ``audio`` (``[channels, samples]`` at ``sr`` Hz); ``chroma``: its
+    ``harmonic_chroma`` when already computed (the chords use it too).
 
     Raises ``ValueError`` for silence.
     """
-    analysis = harmonic_chroma(audio, sr)
+    analysis = chroma if chroma is not None else harmonic_chroma(audio, sr)
     chroma, bass = analysis.chroma.sum(axis=1), analysis.bass.sum(axis=1)
     total = chroma / max(float(chroma.sum()), 1e-9) + BASS_WEIGHT * bass / max(
         float(bass.sum()), 1e-9

@@ -34,7 +34,9 @@ class StemRecord:
     stretch_ratio: float = 1.0  # target tempo / raw tempo
     loudness_lufs: float | None = None  # integrated, after gain staging
     true_peak_dbtp: float | None = None
-    melody_conditioned: bool = False
+    # What a melody checkpoint followed: "upload" (the uploaded track), "chords" (the
+    # request's chords as a guide, ``generation.stems.chord_guide``) or None (nothing).
+    melody_source: str | None = None
     warnings: tuple[str, ...] = ()
     engine: str = "musicgen"  # which engine made it ("musicgen", "ace_step")
     task: str = "text2music"  # the engine's task: text2music; ACE-Step lego, extract
@@ -57,7 +59,13 @@ class StemRecord:
         "loudness_lufs",
         "true_peak_dbtp",
         "melody_conditioned",
+        "melody_source",
     )
+
+    @property
+    def melody_conditioned(self) -> bool:
+        """Whether a melody conditioned the stem (kept for readers of earlier records)."""
+        return self.melody_source is not None
 
     def placed(self, file: str, blob_url: str | None = None) -> StemRecord:
         """This record with where its file was written."""
@@ -67,11 +75,17 @@ class StemRecord:
         """The record as JSON-ready data (the manifest entry, the activity's output)."""
         data = dataclasses.asdict(self)
         data["warnings"] = list(self.warnings)
+        data["melody_conditioned"] = self.melody_conditioned
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StemRecord:
-        return cls(**{**data, "warnings": tuple(data.get("warnings", ()))})
+        """The record ``to_dict`` made; one from before ``melody_source`` (only an upload
+        could condition a stem then) says ``melody_conditioned`` instead."""
+        fields = {k: v for k, v in data.items() if k != "melody_conditioned"}
+        if "melody_source" not in fields and data.get("melody_conditioned"):
+            fields["melody_source"] = "upload"
+        return cls(**{**fields, "warnings": tuple(data.get("warnings", ()))})
 
     def for_callback(self) -> dict[str, Any]:
         """The subset the callback carries."""

@@ -24,6 +24,7 @@ from generation.engines.musicgen.generate import (
 from generation.engines.musicgen.loader import LoadedModel
 from generation.request import MAX_SEED, GenerationRequest, Stem
 from generation.settings import GenerationSettings
+from generation.stems.chord_guide import GUIDE_RATE_HZ, chord_guide
 from generation.stems.finish import finish_stem
 from generation.stems.grid import GridPlan, plan_grid
 from generation.stems.prompts import build_stem_prompt
@@ -67,6 +68,34 @@ def prompt_for(request: GenerationRequest, stem: Stem, plan: GridPlan | None = N
     )
 
 
+def stem_melody(
+    plan: GridPlan,
+    *,
+    supports_melody: bool,
+    upload_audio: Callable[[], tuple[np.ndarray, int]] | None,
+) -> tuple[MelodyCondition | None, str | None]:
+    """What a request's stems follow on a melody checkpoint, and its label for the stem
+    record (``melody_source``): the CLI and the service both decide here.
+
+    - ``"upload"``: the uploaded track (``upload_audio`` returns float32 ``[channels,
+      samples]`` and its rate; called only then), unless the request set its own chords;
+    - ``"chords"``: the request's chords on a tempo-locked plan, as a chord guide
+      (``generation.stems.chord_guide``), so every stem follows the same progression;
+    - nothing (None, None): a text-only checkpoint (key and chords are in its prompt
+      only), no upload and no chords of the request's, or the request's chords without a
+      tempo (the upload's audio would contradict them, and a guide needs bars).
+    """
+    if not supports_melody:
+        return None, None
+    if plan.chords_source == "request":
+        if not plan.tempo_locked:
+            return None, None
+        return MelodyCondition(chord_guide(plan), GUIDE_RATE_HZ), "chords"
+    if upload_audio is not None:
+        return MelodyCondition(*upload_audio()), "upload"
+    return None, None
+
+
 def render_stems(
     loaded: LoadedModel,
     request: GenerationRequest,
@@ -75,6 +104,7 @@ def render_stems(
     stems: Sequence[Stem] | None = None,
     plan: GridPlan | None = None,
     melody: MelodyCondition | None = None,
+    melody_source: str | None = None,
     progress: ProgressCallback | None = None,
     generate: Callable[[Sequence[ClipSpec]], list[np.ndarray]] | None = None,
 ) -> list[RenderedStem]:
@@ -83,11 +113,14 @@ def render_stems(
 
     ``request.seed`` must be set (``GenerationRequest.with_seed``); each stem is seeded
     with ``stem_seed``, so a stem comes out the same alone or with others. ``melody``
-    (the uploaded track) conditions every stem; only a melody checkpoint takes one.
+    conditions every stem (only a melody checkpoint takes one) and ``melody_source`` names
+    it for the records (see ``stem_melody``, which decides both).
     ``generate`` replaces the direct call (the service passes its ``ClipBatcher``).
     """
     if request.seed is None:
         raise ValueError("request.seed must be set before rendering (use with_seed())")
+    if (melody is None) != (melody_source is None):
+        raise ValueError("melody and melody_source go together (see stem_melody)")
     plan = plan or plan_grid(request.parameters, seed=request.seed)
     chosen = list(stems) if stems is not None else list(request.target_stems)
     prompts = [prompt_for(request, stem, plan) for stem in chosen]
@@ -139,7 +172,7 @@ def render_stems(
             stretch_ratio=finished.stretch_ratio,
             loudness_lufs=finished.loudness_lufs,
             true_peak_dbtp=finished.true_peak_dbtp,
-            melody_conditioned=melody is not None,
+            melody_source=melody_source,
             warnings=finished.warnings,
         )
         rendered.append(RenderedStem(record, finished.audio))

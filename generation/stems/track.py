@@ -1,7 +1,8 @@
 """What an uploaded track is: its tempo, first downbeat, key and chords (``analyze_track``).
 
 Arrays in, a ``TrackAnalysis`` out; the analysis itself is ``generation.audio.analysis``
-(tempo, downbeat, key) and ``generation.audio.chords`` (one chord per bar).
+(tempo, downbeat, key) and ``generation.audio.chords`` (one chord per bar), the key and the
+chords reading one harmonic chroma (``generation.audio.key.harmonic_chroma``).
 Tempo follows DAWs: BPM counts quarter notes whatever the time signature.
 """
 
@@ -16,6 +17,7 @@ from generation.audio import analysis
 from generation.audio.arrays import resample
 from generation.audio.chords import estimate_chords
 from generation.audio.codecs import Excerpt, decode_excerpt
+from generation.audio.key import HarmonicChroma, harmonic_chroma
 from generation.request import parse_time_signature, quarter_notes_per_beat
 
 MAX_ANALYSIS_SECONDS = 180.0  # of an upload, from its start: enough for tempo and key
@@ -117,8 +119,10 @@ def _analyze(excerpt: np.ndarray, sr: int, time_signature: str) -> TrackAnalysis
     except ValueError as error:
         warnings.append(f"tempo not detected: {error}")
     key: str | None = None
+    harmony: HarmonicChroma | None = None
     try:
-        key = str(analysis.estimate_key(excerpt, sr))
+        harmony = harmonic_chroma(excerpt, sr)  # computed once: the key and chords share it
+        key = str(analysis.estimate_key(excerpt, sr, chroma=harmony))
     except ValueError as error:
         warnings.append(f"key not detected: {error}")
     chords: list[str] = []
@@ -127,7 +131,7 @@ def _analyze(excerpt: np.ndarray, sr: int, time_signature: str) -> TrackAnalysis
         duration = excerpt.shape[1] / sr
         count = min(int((duration - estimate.first_downbeat_s) / bar_s), MAX_CHORD_BARS)
         starts = [estimate.first_downbeat_s + i * bar_s for i in range(max(count, 0))]
-        chords = estimate_chords(excerpt, sr, starts, bar_s) if starts else []
+        chords = estimate_chords(excerpt, sr, starts, bar_s, chroma=harmony) if starts else []
     return TrackAnalysis(
         bpm=bpm,
         first_downbeat_s=downbeat,

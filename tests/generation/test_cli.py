@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
 import soundfile as sf
 
 from generation.audio.codecs import encode_audio
@@ -172,6 +173,77 @@ def test_generate_refuses_bars_without_a_tempo(tiny_checkpoint, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: invalid request")
     assert "bars needs a tempo" in result.stderr
+
+
+def generate_in_a_key(model, out, *extra):
+    return run_cli(
+        "generate",
+        "--stems",
+        "bass",
+        "keys",
+        "--bpm",
+        "120",
+        "--bars",
+        "2",
+        "--key",
+        "A minor",
+        "--chords",
+        "Am F C G",
+        "--seed",
+        "4",
+        "--out",
+        str(out),
+        "--model",
+        str(model),
+        "--quiet",
+        *extra,
+    )
+
+
+def test_generate_in_the_requested_key_and_chords(tiny_checkpoint, tmp_path):
+    result = generate_in_a_key(tiny_checkpoint, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    musical = manifest["musical"]
+    assert (musical["key"], musical["key_source"]) == ("A minor", "request")
+    assert (musical["chords"], musical["chords_source"]) == (["Am", "F", "C", "G"], "request")
+    for entry in manifest["stems"]:  # a text-only checkpoint hears them in its prompt only
+        assert "in A minor" in entry["prompt"] and "chords Am F C G" in entry["prompt"]
+        assert entry["melody_source"] is None and entry["melody_conditioned"] is False
+
+
+def test_a_melody_checkpoint_follows_the_requested_chords(tiny_melody_checkpoint, tmp_path):
+    result = generate_in_a_key(tiny_melody_checkpoint, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["musical"]["chords_source"] == "request"
+    two_bars = round(2 * 4 * 60 / 120 * 32000)
+    for entry in manifest["stems"]:
+        assert entry["melody_source"] == "chords" and entry["melody_conditioned"] is True
+        assert sf.info(str(tmp_path / "out" / entry["file"])).frames == two_bars
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "named"),
+    [("--chords", "Am Fx C G", "'Fx'"), ("--key", "H minor", "'H minor'")],
+)
+def test_an_invalid_chord_or_key_exits_2_naming_it(tiny_checkpoint, tmp_path, flag, value, named):
+    result = run_cli(
+        "generate",
+        "--stems",
+        "bass",
+        flag,
+        value,
+        "--out",
+        str(tmp_path / "out"),
+        "--model",
+        str(tiny_checkpoint),
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: invalid request")
+    assert f"parameters.{flag[2:]}" in lines[0] and named in lines[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_studio_serves_a_generated_folder_until_interrupted(tmp_path):

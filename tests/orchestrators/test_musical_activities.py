@@ -109,7 +109,8 @@ def test_stems_follow_the_uploads_tempo_and_key_and_share_one_length(upload):
     for stem in stems:
         assert stem["samples"] == two_bars
         assert "in A minor" in stem["prompt"] and "112 bpm" in stem["prompt"]
-        assert stem["melody_conditioned"] is False  # the tiny checkpoint is text-only
+        assert stem["melody_source"] is None  # the tiny checkpoint is text-only
+        assert stem["melody_conditioned"] is False
         assert stem["true_peak_dbtp"] is None or stem["true_peak_dbtp"] <= -1.0
         assert stem["musical"]["target_bpm"] == 112.0
         assert stem["musical"]["tempo_source"] == "upload"
@@ -170,6 +171,7 @@ def test_a_melody_checkpoint_follows_the_uploaded_track(
     runtime.reset_for_tests()
     body = request(parameters={"bars": 1})
     analysis, [bass, drums] = stems_following_the_upload(body)
+    assert bass["melody_source"] == drums["melody_source"] == "upload"
     assert bass["melody_conditioned"] is True and drums["melody_conditioned"] is True
     assert bass["samples"] == drums["samples"] == round(4 * 60 / 112 * 32000)
     # The stems read the analysis's copy, never the upload: it may be gone by now.
@@ -190,6 +192,47 @@ def test_a_melody_checkpoint_follows_the_uploaded_track(
     )
     assert again["file"] == bass["file"]
     assert runtime.blob_store().download_bytes(again["file"]) != first_audio
+
+
+def chord_request(**parameters):
+    return parse_request(
+        {
+            "generation_request_id": "req-mus-chords",
+            "target_stems": ["bass", "keys"],
+            "parameters": {"bars": 2, "target_bpm": 120, "chords": "Am F C G", **parameters},
+            "seed": 3,
+        }
+    ).model_dump(mode="json")
+
+
+def generate_all(body):
+    return [
+        activities.generate_stem({"request": body, "stem": stem, "stem_index": i})
+        for i, stem in enumerate(body["target_stems"])
+    ]
+
+
+def test_a_melody_checkpoint_without_an_upload_follows_the_requests_chords(
+    service_env, monkeypatch, tiny_melody_checkpoint
+):
+    monkeypatch.setenv("MUSICGEN_MODEL", str(tiny_melody_checkpoint))
+    runtime.reset_for_tests()
+    body = chord_request()
+    bass, keys = generate_all(body)
+    assert bass["melody_source"] == keys["melody_source"] == "chords"
+    assert bass["melody_conditioned"] is True
+    assert bass["samples"] == keys["samples"] == round(2 * 4 * 60 / 120 * 32000)
+    assert bass["musical"]["chords"] == ["Am", "F", "C", "G"]
+    assert bass["musical"]["chords_source"] == "request"
+    audio, rate = decode_audio(runtime.blob_store().download_bytes(bass["file"]))
+    assert (audio.shape[1], rate) == (bass["samples"], 32000)
+
+
+def test_a_text_only_checkpoint_hears_the_requests_chords_in_its_prompt_only(service_env):
+    [bass, keys] = generate_all(chord_request(key="A minor"))
+    for stem in (bass, keys):
+        assert stem["melody_source"] is None and stem["melody_conditioned"] is False
+        assert "in A minor" in stem["prompt"] and "chords Am F C G" in stem["prompt"]
 
 
 def test_a_mix_that_cannot_be_made_is_a_warning_not_a_lost_manifest(upload):

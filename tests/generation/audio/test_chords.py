@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from generation.audio.chords import estimate_chords, parse_chord, parse_progression
+from generation.audio.key import estimate_key, harmonic_chroma
 from tests.synthetic_audio import SR, chord_pad
 
 
@@ -52,3 +53,12 @@ def test_estimate_one_chord_per_bar() -> None:
     audio = chord_pad(voicings, 2.0)
     chords = estimate_chords(audio, SR, downbeats_s=[2.0 * i for i in range(5)], bar_s=2.0)
     assert chords == ["Am", "F", "C", "G7", "Dm"]
+
+
+def test_a_precomputed_chroma_gives_the_same_key_and_chords() -> None:
+    audio = chord_pad([(45, 57, 60, 64), (41, 57, 60, 65), (48, 55, 60, 64), (43, 55, 59, 62)], 1.5)
+    starts, bar_s = [1.5 * i for i in range(4)], 1.5
+    chroma = harmonic_chroma(audio, SR)
+    assert estimate_key(audio, SR, chroma=chroma) == estimate_key(audio, SR)
+    with_chroma = estimate_chords(audio, SR, starts, bar_s, chroma=chroma)
+    assert with_chroma == estimate_chords(audio, SR, starts, bar_s) == ["Am", "F", "C", "G"]

@@ -4,9 +4,12 @@ known answers."""
 import numpy as np
 import pytest
 
+from generation.audio import chords as chords_module
+from generation.audio import key as key_analysis
 from generation.audio.analysis import estimate_tempo
 from generation.audio.loudness import integrated_loudness, true_peak_dbtp
 from generation.request import GenerationParameters, Stem
+from generation.stems import track as track_module
 from generation.stems.finish import STEM_LOUDNESS_TARGETS, finish_stem, gain_stage
 from generation.stems.grid import (
     MAX_TEMPO_CORRECTION,
@@ -139,6 +142,21 @@ def test_analyze_track_finds_tempo_downbeat_and_key():
     assert analysis.key == "A minor"
     assert analysis.warnings == ()
     assert TrackAnalysis.from_dict(analysis.to_dict()) == analysis
+
+
+def test_analyze_track_computes_the_harmonic_chroma_once(monkeypatch):
+    # The real chroma, counted wherever the key or the chords could compute it.
+    real, calls = key_analysis.harmonic_chroma, []
+
+    def counted(audio, sr):
+        calls.append(sr)
+        return real(audio, sr)
+
+    for module in (track_module, chords_module, key_analysis):
+        monkeypatch.setattr(module, "harmonic_chroma", counted)
+    analysis = analyze_track(demo_track(), SR)
+    assert analysis.key == "A minor" and analysis.chords  # the key and the chords found
+    assert len(calls) == 1
 
 
 def test_analyze_track_on_silence_says_what_it_could_not_find():

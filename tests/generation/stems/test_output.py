@@ -1,6 +1,7 @@
 """Writing results through a sink: the CLI's folder and the service's blob store give the
 same records and the same manifest, differing only in where the files are."""
 
+import dataclasses
 import json
 
 import pytest
@@ -54,6 +55,22 @@ def test_a_record_round_trips_and_the_callback_carries_its_subset():
     assert StemRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
     assert set(record.for_callback()) == set(StemRecord.CALLBACK_FIELDS)
     assert record.for_callback()["blob_url"] == "http://b/bass.wav"
+    guided = dataclasses.replace(record, melody_source="chords")
+    assert StemRecord.from_dict(guided.to_dict()) == guided
+    assert guided.for_callback()["melody_source"] == "chords"
+    assert (
+        guided.to_dict()["melody_conditioned"]
+        is guided.for_callback()["melody_conditioned"]
+        is True
+    )
+
+
+def test_a_record_from_before_melody_source_reads_as_following_the_upload():
+    earlier = {"stem": "bass", "prompt": "p", "seed": 1, "model_id": "m", "format": "wav"}
+    earlier |= {"sample_rate": 32000, "samples": 10, "duration_seconds": 0.0003}
+    earlier |= {"generation_seconds": 1.0, "warnings": []}
+    assert StemRecord.from_dict({**earlier, "melody_conditioned": True}).melody_source == "upload"
+    assert StemRecord.from_dict({**earlier, "melody_conditioned": False}).melody_source is None
 
 
 def test_cli_and_service_write_the_same_manifest_but_for_where_the_files_are(
