@@ -33,6 +33,7 @@ from generation.errors import InvalidRequestError
 MAX_SEED = 2**32 - 1
 MAX_DURATION_SECONDS = 300.0
 MAX_BARS = 256
+MIN_BPM, MAX_BPM = 40.0, 240.0  # tempos a request may ask for, quarter notes per minute
 # Numerator 1-16, denominator 2, 4 or 8 (the beat unit).
 TIME_SIGNATURE_PATTERN = r"^(?:[1-9]|1[0-6])/(?:2|4|8)$"
 MAX_STEMS = 8
@@ -106,8 +107,8 @@ class GenerationParameters(BaseModel):
 
     target_bpm: StrictNumber | None = Field(
         None,
-        ge=40,
-        le=240,
+        ge=MIN_BPM,
+        le=MAX_BPM,
         description="Tempo the stems are locked to, quarter notes per minute (as in a DAW); "
         "left out: the uploaded track's detected tempo, or no tempo lock without an upload.",
     )

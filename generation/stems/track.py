@@ -18,7 +18,7 @@ from generation.audio.arrays import resample
 from generation.audio.chords import estimate_chords
 from generation.audio.codecs import Excerpt, decode_excerpt
 from generation.audio.key import HarmonicChroma, harmonic_chroma
-from generation.request import parse_time_signature, quarter_notes_per_beat
+from generation.request import MAX_BPM, MIN_BPM, parse_time_signature, quarter_notes_per_beat
 
 MAX_ANALYSIS_SECONDS = 180.0  # of an upload, from its start: enough for tempo and key
 SNAP_BPM = 0.05  # a detected tempo this close to a whole number is that number
@@ -76,6 +76,25 @@ def snap_bpm(bpm: float) -> float:
     return float(nearest) if abs(bpm - nearest) <= SNAP_BPM else round(bpm, 2)
 
 
+def fold_bpm(bpm: float) -> tuple[float, str | None]:
+    """``bpm`` doubled or halved into the range a request may ask for (``MIN_BPM`` to
+    ``MAX_BPM``): a tempo outside it is a metrical-level reading (half or double time) and
+    would plan bars no request could have asked for. Returns the tempo and, when it moved,
+    a warning saying so."""
+    folded = bpm
+    while folded < MIN_BPM:
+        folded *= 2.0
+    while folded > MAX_BPM:
+        folded /= 2.0
+    if folded == bpm:
+        return bpm, None
+    folded = snap_bpm(folded)
+    return folded, (
+        f"detected tempo {bpm:g} BPM is outside {MIN_BPM:g}-{MAX_BPM:g}: read as {folded:g} "
+        "BPM (the same pulse at another metrical level); give parameters.target_bpm to choose"
+    )
+
+
 def analyze_track(audio: np.ndarray, sr: int, *, time_signature: str = "4/4") -> TrackAnalysis:
     """Tempo, first downbeat and key of ``audio`` (its first ``MAX_ANALYSIS_SECONDS``).
 
@@ -113,9 +132,11 @@ def _analyze(excerpt: np.ndarray, sr: int, time_signature: str) -> TrackAnalysis
     estimate: analysis.TempoEstimate | None = None
     try:
         estimate = analysis.estimate_tempo(excerpt, sr, beats_per_bar=beats, beat_unit=unit)
-        bpm = snap_bpm(estimate.bpm * quarter_notes_per_beat(time_signature))
+        bpm, folded = fold_bpm(snap_bpm(estimate.bpm * quarter_notes_per_beat(time_signature)))
         downbeat = round(estimate.first_downbeat_s, 4)
         warnings.extend(estimate.warnings)
+        if folded:
+            warnings.append(folded)
     except ValueError as error:
         warnings.append(f"tempo not detected: {error}")
     key: str | None = None

@@ -19,7 +19,7 @@ from generation.stems.grid import (
     lock_to_grid,
     plan_grid,
 )
-from generation.stems.track import TrackAnalysis, analyze_track, snap_bpm
+from generation.stems.track import TrackAnalysis, analyze_track, fold_bpm, snap_bpm
 from tests.synthetic_audio import SR, chord_pad, click_track, demo_track
 
 
@@ -167,6 +167,16 @@ def test_analyze_track_on_silence_says_what_it_could_not_find():
         "tempo not detected",
         "key not detected",
     ]
+
+
+def test_fold_bpm_brings_a_metrical_misreading_into_the_request_range():
+    assert fold_bpm(120.0) == (120.0, None)
+    assert fold_bpm(40.0) == (40.0, None)
+    slow, warning = fold_bpm(34.5)
+    assert slow == 69.0
+    assert warning is not None and "34.5" in warning and "target_bpm" in warning
+    assert fold_bpm(300.0)[0] == 150.0
+    assert fold_bpm(19.0)[0] == 76.0
 
 
 def test_snap_bpm():
