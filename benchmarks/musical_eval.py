@@ -1,6 +1,7 @@
 """Beat, downbeat, tempo and key analysis on rendered multi-instrument music, side by side.
 
-    .venv/bin/python -m benchmarks.musical_eval [--set dev|held-out|both] [--peers PYTHON]
+    .venv/bin/python -m benchmarks.musical_eval [--set dev|dev2|held-out|both|all]
+        [--peers PYTHON] [--analysers project,librosa]
 
 Builds (and caches under ``benchmarks/.cache/musical``) the pieces of
 ``benchmarks/musical_pieces.py``: multi-instrument arrangements and Bach chorales rendered
@@ -276,11 +277,13 @@ def score(piece: Piece, result: Result | None) -> dict[str, float | None]:
     return {"tempo": tempo, "metrical": metrical, "downbeat": downbeat, "phase": phase, "key": key}
 
 
-def evaluate(which: str, peers_python: str | None, verbose: bool) -> dict[str, Any]:
+def evaluate(
+    which: str, peers_python: str | None, verbose: bool, analysers: tuple[str, ...] = tuple(LOCAL)
+) -> dict[str, Any]:
     pieces = build_set(which, CACHE)
-    names = list(LOCAL)
+    names = [n for n in LOCAL if n in analysers or n == "truth"]
     rows: dict[str, list[dict[str, float | None]]] = {n: [] for n in names}
-    conform: dict[str, list[bool]] = {n: [] for n in CONFORMED}
+    conform: dict[str, list[bool]] = {n: [] for n in CONFORMED if n in names}
     seconds: dict[str, float] = {n: 0.0 for n in names}
     peer_results = run_peers(peers_python, pieces) if peers_python else [{} for _ in pieces]
     peer_names = sorted({k for r in peer_results for k in r})
@@ -289,7 +292,8 @@ def evaluate(which: str, peers_python: str | None, verbose: bool) -> dict[str, A
     for i, ((piece, wav), peer_row) in enumerate(zip(pieces, peer_results, strict=True)):
         audio, sr = _load(wav)
         results: dict[str, Result] = {}
-        for name, fn in LOCAL.items():
+        for name in names:
+            fn = LOCAL[name]
             started = time.perf_counter()
             results[name] = fn(audio, sr, piece)
             seconds[name] += time.perf_counter() - started
@@ -298,13 +302,13 @@ def evaluate(which: str, peers_python: str | None, verbose: bool) -> dict[str, A
             results[name] = peer_row.get(name, {"error": "absent"})
             rows[name].append(score(piece, results[name]))
         ratio = CONFORM_RATIO if i % 2 == 0 else 1 / CONFORM_RATIO
-        for name in CONFORMED:
+        for name in (n for n in CONFORMED if n in names):
             conform[name].append(conform_ok(audio, sr, piece, results[name], ratio))
         if verbose:
             detail = "  ".join(
                 f"{n}: {_fmt(results[n].get('bpm'))} {_fmt(results[n].get('first_downbeat_s'), 3)} "
                 f"{results[n].get('key')}"
-                for n in ["project (before)", "project", *peer_names]
+                for n in [*(n for n in names if n != "truth"), *peer_names]
             )
             logger.info(
                 "%-22s %s %s truth %.1f %.3f %s | %s",
@@ -316,7 +320,7 @@ def evaluate(which: str, peers_python: str | None, verbose: bool) -> dict[str, A
                 piece.key,
                 detail,
             )
-            warnings = results["project"].get("warnings")
+            warnings = results.get("project", {}).get("warnings")
             if warnings:
                 logger.info("%22s warnings: %s", "", "; ".join(warnings))
     return {
@@ -364,14 +368,30 @@ def table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", choices=("dev", "held-out", "both"), default="both")
+    parser.add_argument(
+        "--set",
+        choices=("dev", "dev2", "held-out", "both", "all"),
+        default="both",
+        help="both: dev and held-out; all: dev, dev2 and held-out",
+    )
+    parser.add_argument(
+        "--analysers",
+        default=",".join(n for n in LOCAL if n != "truth"),
+        help="comma-separated local analysers to run (truth always runs)",
+    )
     parser.add_argument("--peers", help="a Python with essentia and/or madmom installed")
     parser.add_argument("--verbose", action="store_true", help="one line per piece")
     parser.add_argument("--json", type=Path, help="write the raw scores here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    sets = ("dev", "held-out") if args.set == "both" else (args.set,)
-    reports = [evaluate(which, args.peers, args.verbose) for which in sets]
+    sets = {"both": ("dev", "held-out"), "all": ("dev", "dev2", "held-out")}.get(
+        args.set, (args.set,)
+    )
+    analysers = tuple(a.strip() for a in args.analysers.split(",") if a.strip())
+    unknown = [a for a in analysers if a not in LOCAL]
+    if unknown:
+        parser.error(f"unknown analysers {unknown}; known: {list(LOCAL)}")
+    reports = [evaluate(which, args.peers, args.verbose, analysers) for which in sets]
     for report in reports:
         sys.stdout.write(table(report) + "\n\n")
     if args.json:

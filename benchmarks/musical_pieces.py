@@ -664,19 +664,42 @@ HELD_OUT_SYNTH = (
     ("funk", 112),
 )
 HELD_OUT_CHORALES = ("bach/bwv66.6", "bach/bwv438", "bach/bwv40.3", "bach/bwv367")
+# A second development set, so tuning decisions rest on ~60 pieces rather than 24: two more
+# seeds of every style, and chorales taken every 7th from music21's sorted Bach list (those
+# not in the sets above that pass ``chorale_piece`` with a key truth).
+DEV2_SYNTH = tuple(
+    (style, 200 + 2 * i + j) for i, style in enumerate(sorted(STYLES)) for j in range(2)
+)
+DEV2_CHORALES = (
+    "bach/bwv11.6",
+    "bach/bwv115.6",
+    "bach/bwv139.6",
+    "bach/bwv146.8",
+    "bach/bwv154.8",
+    "bach/bwv17.7",
+    "bach/bwv194.12",
+    "bach/bwv20.11",
+    "bach/bwv229.2",
+    "bach/bwv244.3",
+    "bach/bwv245.28",
+    "bach/bwv248.42-s",
+)
+SETS = {
+    "dev": (DEV_SYNTH, DEV_CHORALES, 0),
+    "dev2": (DEV2_SYNTH, DEV2_CHORALES, 1000),
+    "held-out": (HELD_OUT_SYNTH, HELD_OUT_CHORALES, 500),
+}
 
 
 def build_set(which: str, cache: Path) -> list[tuple[Piece, Path]]:
-    """Render (once; cached by content) the ``which`` ("dev" or "held-out") set."""
-    synth, chorales = (
-        (DEV_SYNTH, DEV_CHORALES) if which == "dev" else (HELD_OUT_SYNTH, HELD_OUT_CHORALES)
-    )
+    """Render (once; cached by content) the ``which`` ("dev", "dev2" or "held-out") set."""
+    synth, chorales, seed_offset = SETS[which]
     cache.mkdir(parents=True, exist_ok=True)
     made: list[tuple[pretty_midi.PrettyMIDI, Piece]] = [
         write_piece(style, seed) for style, seed in synth
     ]
     for i, path in enumerate(chorales):
-        result = chorale_piece(path, seed=1000 + i + (0 if which == "dev" else 500))
+        result = chorale_piece(path, seed=1000 + i + seed_offset)
         if result is None:
             logger.warning("chorale %s skipped (meter or key truth)", path)
             continue

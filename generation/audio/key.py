@@ -5,10 +5,12 @@ Audio is float32 ``[channels, samples]`` (1-D is mono) at ``sr`` Hz. numpy/libro
 ``estimate_key``: the harmonic part (median-filter harmonic/percussive separation, so drums
 do not smear the pitch classes), its tuning (deviation from A440 in cents, so a track a
 quarter tone off still maps onto the right pitch classes), a constant-Q chroma at three bins
-per semitone, log-compressed and summed over time, with the bass register counted again
-(the tonic sits in the bass at cadences); then the correlation with each of the 24
-rotations of a major and a minor profile, the best winning. The confidence is the margin
-between the best and the runner-up correlation.
+per semitone, log-compressed and summed over time in the middle register (C3-B6: the
+octaves below hold mostly bass, which is counted on its own, and those above mostly
+overtones, whose fifths and major thirds pull minor keys towards major), with the bass
+register (C2-B3) counted again (the tonic sits in the bass at cadences); then the
+correlation with each of the 24 rotations of a major and a minor profile, the best winning.
+The confidence is the margin between the best and the runner-up correlation.
 """
 
 from __future__ import annotations
@@ -74,14 +76,16 @@ def _mono(audio: np.ndarray, sr: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class HarmonicChroma:
-    """Chroma of the harmonic part, C first: ``chroma`` ``[12, frames]`` over C1-B7 and
-    ``bass`` ``[12, frames]`` over C2-B3, log-compressed; ``times_s`` each frame's centre;
-    ``tuning_cents`` the deviation from A440 the bins were shifted by."""
+    """Chroma of the harmonic part, C first: ``chroma`` ``[12, frames]`` over C1-B7,
+    ``bass`` ``[12, frames]`` over C2-B3 and ``middle`` ``[12, frames]`` over C3-B6 (chords
+    and melody, above the bass and below most overtones), log-compressed; ``times_s`` each
+    frame's centre; ``tuning_cents`` the deviation from A440 the bins were shifted by."""
 
     times_s: np.ndarray
     chroma: np.ndarray
     bass: np.ndarray
     tuning_cents: float
+    middle: np.ndarray
 
 
 def harmonic_chroma(audio: np.ndarray, sr: int) -> HarmonicChroma:
@@ -113,6 +117,7 @@ def harmonic_chroma(audio: np.ndarray, sr: int) -> HarmonicChroma:
         chroma=per_semitone.reshape(7, 12, -1).sum(axis=0),
         bass=per_semitone[12:36].reshape(2, 12, -1).sum(axis=0),
         tuning_cents=tuning * 100.0,
+        middle=per_semitone[24:72].reshape(4, 12, -1).sum(axis=0),
     )
 
 
@@ -139,8 +144,8 @@ def estimate_key(
     Raises ``ValueError`` for silence.
     """
     analysis = chroma if chroma is not None else harmonic_chroma(audio, sr)
-    chroma, bass = analysis.chroma.sum(axis=1), analysis.bass.sum(axis=1)
-    total = chroma / max(float(chroma.sum()), 1e-9) + BASS_WEIGHT * bass / max(
+    middle, bass = analysis.middle.sum(axis=1), analysis.bass.sum(axis=1)
+    total = middle / max(float(middle.sum()), 1e-9) + BASS_WEIGHT * bass / max(
         float(bass.sum()), 1e-9
     )
     scores = key_scores(total, profile)

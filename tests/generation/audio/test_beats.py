@@ -120,3 +120,17 @@ def test_rendered_fast_rock_follows_the_target(render_piece) -> None:
     aimed = analyze_beats(audio, sr, time_signature=piece.meter, target_bpm=160.0)
     assert abs(aimed.bpm - piece.bpm) <= 0.5
     assert abs(aimed.first_downbeat_s - piece.first_downbeat_s) <= 0.02
+
+
+@pytest.mark.parametrize(
+    ("style", "seed"),
+    [
+        ("funk", 205),  # syncopated kick: kick onsets alone point half a bar off
+        ("house", 208),  # four-on-the-floor kick, a three-beat pickup after a 1.1 s lead-in
+    ],
+)
+def test_rendered_bar_line_from_bass_and_harmony(render_piece, style: str, seed: int) -> None:
+    audio, sr, piece = render_piece(style, seed, 22.0)
+    result = analyze_beats(audio, sr, time_signature=piece.meter)
+    assert abs(result.first_downbeat_s - piece.first_downbeat_s) <= 0.02, result
+    assert 0.0 <= result.downbeat_confidence <= 1.0

@@ -47,3 +47,18 @@ def test_silence_raises() -> None:
 def test_rendered_music(render_piece, style: str, seed: int) -> None:
     audio, sr, piece = render_piece(style, seed)
     assert str(estimate_key(audio, sr)) == piece.key
+
+
+def test_middle_register_excludes_bass_and_top_octave() -> None:
+    t = np.arange(3 * SR) / SR
+    low_c = np.sin(2 * np.pi * 65.41 * t)  # C2: bass register only
+    a4 = np.sin(2 * np.pi * 440.0 * t)  # A4: middle register
+    top_e = np.sin(2 * np.pi * 2637.0 * t)  # E7: above the middle register
+    analysis = harmonic_chroma((0.3 * (low_c + a4 + top_e)).astype(np.float32)[np.newaxis], SR)
+    middle = analysis.middle.sum(axis=1)
+    bass = analysis.bass.sum(axis=1)
+    full = analysis.chroma.sum(axis=1)
+    assert int(np.argmax(middle)) == 9  # A
+    assert middle[0] < 0.2 * middle[9] and middle[4] < 0.2 * middle[9]
+    assert int(np.argmax(bass)) == 0  # C
+    assert full[4] > 0.5 * full[9]  # the full chroma still sees E7
