@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -63,6 +65,12 @@ def describe_load_failure(error: BaseException, setting: str) -> str:
     ):
         return f"corrupt or incomplete model files ({type(error).__name__}: {error})"
     return f"{type(error).__name__}: {error}"
+
+
+def has_cxx_compiler() -> bool:
+    """Whether a C++ compiler (``$CXX``, else ``c++``) is on the PATH: PyTorch's extension
+    builder and ``torch.compile``'s CPU code generation both need one."""
+    return shutil.which(os.environ.get("CXX", "c++")) is not None
 
 
 def resolve_device(use_gpu: bool) -> torch.device:

@@ -267,15 +267,12 @@ def dit_forward(
         )
     # Batch and length vary by request: compiled blocks (ACE_STEP_COMPILE) must not
     # specialise on them. No effect in eager mode.
-    for tensor, dims in ((hidden, (0, 1)), (timestep_proj, (0,)), (encoder, (0, 1))):
+    dynamic = [(hidden, (0, 1)), (timestep_proj, (0,)), (encoder, (0, 1))]
+    dynamic += [(sliding, (2, 3))] if sliding is not None else []
+    dynamic += [(encoder_mask, (0, 1))] if encoder_mask is not None else []
+    for tensor, dims in dynamic:
         for dim in dims:
             torch._dynamo.maybe_mark_dynamic(tensor, dim)
-    if sliding is not None:
-        torch._dynamo.maybe_mark_dynamic(sliding, 2)
-        torch._dynamo.maybe_mark_dynamic(sliding, 3)
-    if encoder_mask is not None:
-        torch._dynamo.maybe_mark_dynamic(encoder_mask, 0)
-        torch._dynamo.maybe_mark_dynamic(encoder_mask, 1)
     for kind, layer in zip(tr.layer_types, tr.layers, strict=True):
         hidden = layer(
             hidden_states=hidden,

@@ -26,7 +26,6 @@ from diffusers import AceStepPipeline
 from huggingface_hub import snapshot_download
 
 from generation.engines.ace_step import speed
-from generation.engines.ace_step.generate import dit_forward
 from generation.engines.loading import describe_load_failure, is_local_source
 from generation.errors import ModelLoadError
 
@@ -149,7 +148,7 @@ def load_ace_step(
     except Exception as error:
         raise AceStepLoadError(source, cache_dir, _describe(error)) from error
     if compile_dit and speed.compile_dit(pipeline.transformer):
-        seconds = speed.warm_up_dit(pipeline.transformer, dit_forward)
+        seconds = speed.warm_up_dit(pipeline.transformer)
         logger.info("ACE-Step DiT compiled and warmed up in %.1f s", seconds)
     return LoadedAceStep(
         pipeline=pipeline,

@@ -22,13 +22,14 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from typing import Any
 
 import torch
 from diffusers.models.autoencoders.autoencoder_oobleck import Snake1d
+
+from generation.engines.ace_step.generate import dit_forward
+from generation.engines.loading import has_cxx_compiler
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +57,10 @@ def prepare_vae(vae: Any) -> None:
             torch.nn.utils.remove_weight_norm(module)
 
 
-def can_compile() -> bool:
-    """Whether ``torch.compile`` can build CPU kernels here (inductor needs a C++ compiler)."""
-    return shutil.which(os.environ.get("CXX", "c++")) is not None
-
-
 def compile_dit(transformer: Any) -> bool:
     """Compile each DiT block in place (dynamic batch and length); False, with a warning,
     where nothing can be compiled (the blocks then run eagerly: slower, never wrong)."""
-    if not can_compile():
+    if not has_cxx_compiler():  # inductor's CPU code generation needs one
         logger.warning("no C++ compiler: ACE-Step's DiT runs uncompiled (slower)")
         return False
     for block in transformer.layers:
@@ -72,7 +68,7 @@ def compile_dit(transformer: Any) -> bool:
     return True
 
 
-def warm_up_dit(transformer: Any, dit_forward: Any) -> float:
+def warm_up_dit(transformer: Any) -> float:
     """Run the compiled blocks once on tiny inputs, with and without a padding mask, so
     compilation happens now rather than in a request; returns the seconds it took."""
     started = time.perf_counter()

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from generation.engines.loading import has_cxx_compiler
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def load() -> Any | None:
     if not cpu_supports_kernel():
         logger.info("this CPU lacks AVX-512/F16C: decoding uses an fp32 attention cache")
         return None
-    if shutil.which(os.environ.get("CXX", "c++")) is None:
+    if not has_cxx_compiler():
         logger.warning("no C++ compiler: the fp16 attention kernel is not built (slower decoding)")
         return None
     from torch.utils.cpp_extension import load as build  # noqa: PLC0415 - slow import
