@@ -8,22 +8,25 @@ How ``analyze_beats`` decides:
 
 1. Evidence, frame by frame (5.8 ms): a low band onset envelope (30-180 Hz spectral flux:
    kick and bass), a full band one (everything), and a harmonic one (chroma of the
-   harmonic part after harmonic/percussive separation). Off-beat hi-hats, skanks and stabs
-   are loud in the full band and absent from the low band and from the harmony.
+   harmonic part after harmonic/percussive separation, 130 Hz-4 kHz). Off-beat hi-hats,
+   skanks and stabs are loud in the full band and absent from the low band and from the
+   harmony.
 2. Tempo, coarse: the onset envelopes' autocorrelation read at every metrical level the
    time signature implies (eighths, beats, half bars, bars; dotted quarters in 6/8), so a
-   bar-long repetition votes for the right level; a prior on the tempo (around
-   ``DEFAULT_TEMPO_BPM`` or, given, the caller's target) breaks ties between levels.
+   bar-long repetition votes for the right level; a log-normal prior on the tempo (around
+   ``DEFAULT_TEMPO_BPM``, 120 as in most trackers, or the caller's target when given)
+   breaks ties between levels.
 3. Tempo and beat phase, fine: a comb of the meter's pulses (quarters, or eighths in x/8)
    slid over the low-band-weighted envelope at 0.02 BPM and one-frame steps; the beats it
    finds are moved to their local onset peaks and a straight line through them gives the
    tempo (to a few hundredths of a BPM on steady music).
-4. Downbeat: every pulse position in the bar is scored by the bass-note onsets (the low
-   band's harmonic part; kicks are too often on 1 and 3 or syncopated to tell), the
-   harmonic change (chords change on bar lines) and the full-band onsets of the pulses
-   that fall on it, over the whole excerpt, so a first bar without a kick or a pickup does
-   not decide it. The first downbeat is the first bar line at or after the music starts
-   (a pickup comes before it), placed on the attack found there.
+4. Downbeat: every half pulse of the bar is scored by the bass-note onsets (the low
+   band's harmonic part; kicks are too often on 1 and 3 or syncopated to tell) and the
+   harmonic change (chords change on bar lines; read over a bar and over a pulse) of the
+   half pulses that fall on it, over the whole excerpt, so a first bar without a kick or
+   a pickup does not decide it; an odd half pulse moves the beats by half a pulse. The
+   first downbeat is the first bar line at or after the music starts (a pickup comes
+   before it), placed on the attack found there.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ HOP = 128  # samples at ANALYSIS_SR: 5.8 ms frames
 FPS = ANALYSIS_SR / HOP
 CHROMA_HOP = 512  # samples: 23 ms frames for harmony
 LEAD_IN = 2048  # samples of silence put before the audio, so an onset at 0 is seen
-DEFAULT_TEMPO_BPM = 110.0  # centre of the tempo prior without a target
+DEFAULT_TEMPO_BPM = 120.0  # centre of the tempo prior without a target
 PRIOR_WIDTH_OCTAVES = 0.9  # without a target; with one, TARGET_PRIOR_WIDTH_OCTAVES
 TARGET_PRIOR_WIDTH_OCTAVES = 0.3
 MIN_BPM, MAX_BPM = 50.0, 220.0  # quarter notes per minute considered
@@ -52,11 +55,15 @@ FINE_STEP_BPM = 0.02
 PEAK_WINDOW_S = 0.035  # a beat is moved to the onset peak within +- this
 # Weights of the evidence in the beat-phase envelope and in the downbeat score.
 PHASE_WEIGHTS = {"low": 1.0, "full": 0.5}
-# The kick is measured but not weighed: kicks on 1 and 3, or syncopated ones, make it
-# ambiguous between half bars, and on the 58 development pieces of benchmarks/musical_eval.py
-# the first downbeat was right on 41 without it against 35 with weight 1.0 (bass notes and
-# chord changes carry the bar line; the low band still sets the beat phase).
-DOWNBEAT_WEIGHTS = {"kick": 0.3, "bass": 0.6, "full": 0.0, "harmony": 1.2}
+# The bar line is told by bass notes and by chord changes, the latter read over a bar (the
+# bar before against the bar after) and over one pulse (sharp where the chord changes).
+# Kicks on 1 and 3, or syncopated ones, make the kick ambiguous between half bars, and
+# off-beat hats and skanks mislead the full band, so neither is weighed: on the 58
+# development pieces of benchmarks/musical_eval.py the first downbeat was right on 43 with
+# these weights against 40 with the kick at 0.3 and chord changes over a bar only.
+DOWNBEAT_WEIGHTS = {"bass": 0.6, "harmony_bar": 1.8, "harmony_pulse": 0.6}
+HARMONY_BAND_HZ = (130.0, 4000.0)  # chord changes: above most bass notes (a walking bass
+# changes pitch every beat without changing the chord), below most overtones
 LOW_CONFIDENCE = 0.35  # below this a decision is reported as a warning
 MIN_BEATS_WITH_ONSET = 0.6  # fewer beats than this with an onset: a sparse pulse, said so
 
@@ -114,11 +121,11 @@ def _mono(audio: np.ndarray, sr: int) -> np.ndarray:
 @dataclass(frozen=True)
 class _Evidence:
     low: np.ndarray  # per frame (HOP), normalised to a robust maximum of 1
-    kick: np.ndarray  # the low band's percussive part (kick drums)
-    bass: np.ndarray  # the low band's harmonic part (bass notes)
+    bass: np.ndarray  # the low band's harmonic part (bass notes, not kick drums)
     full: np.ndarray
     rms: np.ndarray
-    chroma: np.ndarray  # [12, chroma frames] (CHROMA_HOP), harmonic part, each frame l1
+    chroma: np.ndarray  # [12, chroma frames] (CHROMA_HOP), harmonic part in
+    # HARMONY_BAND_HZ, each frame l1
     chroma_energy: np.ndarray  # per chroma frame
 
 
@@ -143,24 +150,23 @@ def _evidence(mono: np.ndarray) -> _Evidence:
     low = _flux(band, 2048)
     # Kick drums are short and broadband, bass notes sustained and narrow: a median-filter
     # split of the low band tells an off-beat bass line from a four-on-the-floor kick.
-    low_harmonic, low_percussive = librosa.decompose.hpss(band, kernel_size=(31, 5))
-    kick = _flux(low_percussive, 2048)
+    low_harmonic, _ = librosa.decompose.hpss(band, kernel_size=(31, 5))
     bass = _flux(low_harmonic, 2048)
     narrow = np.abs(librosa.stft(mono, n_fft=1024, hop_length=HOP))
     full = _flux(narrow[1:], 1024)
     rms = librosa.feature.rms(S=narrow, frame_length=1024)[0]
     spec = np.abs(librosa.stft(mono, n_fft=4096, hop_length=CHROMA_HOP))
-    # Harmony lives below ~4 kHz; separating only those bins is most of the cost saved.
+    # Separating only the bins of the harmony band is most of the cost saved.
     harmonic = np.zeros_like(spec)
-    top = int(4000 * 4096 / ANALYSIS_SR)
+    bottom, top = (int(hz * 4096 / ANALYSIS_SR) for hz in HARMONY_BAND_HZ)
     harmonic[:top], _ = librosa.decompose.hpss(spec[:top], kernel_size=(17, 17))
+    harmonic[:bottom] = 0.0
     chroma = librosa.feature.chroma_stft(S=harmonic**2, sr=ANALYSIS_SR, norm=None)
     energy = chroma.sum(axis=0)
     chroma = chroma / np.maximum(energy, 1e-9)
-    n = min(low.size, full.size, rms.size, kick.size)
+    n = min(low.size, full.size, rms.size, bass.size)
     return _Evidence(
         low=_normalise(low[:n]),
-        kick=_normalise(kick[:n]),
         bass=_normalise(bass[:n]),
         full=_normalise(full[:n]),
         rms=rms[:n],
@@ -336,9 +342,9 @@ def _bar_line(
     half pulses counted from ``grid.phase``.
 
     Every half pulse of the bar is a candidate, scored by what falls on it bar after bar.
-    Kicks, bass notes and chord changes mark bar lines; off-beat hi-hats and skanks only
-    raise the full band, so a loop whose loudest hits are off the beat still gets its beat
-    and its "one" from the rest."""
+    Bass notes and chord changes mark bar lines; kicks, off-beat hi-hats and skanks are
+    not weighed, so a loop whose loudest hits are off the beat still gets its "one" from
+    the bass and the harmony."""
     radius = max(1, int(PEAK_WINDOW_S * FPS))
     half = grid.period / 2
     halves = grid.phase + half * np.arange(-2 * beats_per_bar, 2 * grid.count + 1)
@@ -346,15 +352,12 @@ def _bar_line(
     position = np.round((halves - grid.phase) / half).astype(int) % (2 * beats_per_bar)
     bar_s = beats_per_bar * grid.period / FPS
     features = {
-        "kick": np.array([_peak_near(evidence.kick, f, 2)[1] for f in halves]),
         "bass": np.array([_peak_near(evidence.bass, f, 2)[1] for f in halves]),
-        "full": np.array([_peak_near(evidence.full, f, 2)[1] for f in halves]),
-        "harmony": _harmonic_change(evidence, halves / FPS, bar_s),
+        "harmony_bar": _harmonic_change(evidence, halves / FPS, bar_s),
+        "harmony_pulse": _harmonic_change(evidence, halves / FPS, grid.period / FPS),
     }
     combined = np.zeros(halves.size)  # the weighted evidence at every half pulse
     for name, raw in features.items():
-        if DOWNBEAT_WEIGHTS[name] == 0:
-            continue
         # Clipped at the 97th percentile: the first note after silence (often a pickup)
         # and a final crash are single huge onsets that must not outvote every bar.
         values = np.minimum(raw, np.percentile(raw, 97))

@@ -115,8 +115,12 @@ def test_rendered_music(render_piece, style: str, seed: int) -> None:
 def test_rendered_fast_rock_follows_the_target(render_piece) -> None:
     audio, sr, piece = render_piece("rock", 17)
     free = analyze_beats(audio, sr, time_signature=piece.meter)
-    assert abs(free.bpm * 2 - piece.bpm) <= 0.5  # heard at half tempo without a target...
-    assert any("could also be heard as" in w for w in free.warnings)  # ...and said so
+    assert abs(free.bpm - piece.bpm) <= 0.5
+    # 166 or 83 BPM are both plausible readings of this loop: said so...
+    assert any("could also be heard as 83" in w for w in free.warnings), free.warnings
+    # ...and a request's target picks the level.
+    slow = analyze_beats(audio, sr, time_signature=piece.meter, target_bpm=80.0)
+    assert abs(slow.bpm * 2 - piece.bpm) <= 0.5
     aimed = analyze_beats(audio, sr, time_signature=piece.meter, target_bpm=160.0)
     assert abs(aimed.bpm - piece.bpm) <= 0.5
     assert abs(aimed.first_downbeat_s - piece.first_downbeat_s) <= 0.02
