@@ -126,6 +126,16 @@ def test_rendered_fast_rock_follows_the_target(render_piece) -> None:
     assert abs(aimed.first_downbeat_s - piece.first_downbeat_s) <= 0.02
 
 
+def test_rendered_fast_ska_is_heard_at_its_tempo(render_piece) -> None:
+    """Ska at 169 BPM: kick and snare alternate on the beats, so the strongest periodicity
+    is the half note (85 BPM); the skanks and bass between those take it to its tempo."""
+    audio, sr, piece = render_piece("ska", 218, 22.0)
+    result = analyze_beats(audio, sr, time_signature=piece.meter)
+    assert abs(result.bpm - piece.bpm) <= 0.5, result
+    assert abs(result.first_downbeat_s - piece.first_downbeat_s) <= 0.02, result
+    assert any("faster pulse was taken" in w for w in result.warnings), result.warnings
+
+
 @pytest.mark.parametrize(
     ("style", "seed"),
     [
