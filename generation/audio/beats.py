@@ -61,7 +61,8 @@ PHASE_WEIGHTS = {"low": 1.0, "full": 0.5}
 # Kicks on 1 and 3, or syncopated ones, make the kick ambiguous between half bars, and
 # off-beat hats and skanks mislead the full band, so neither is weighed: on the 58
 # development pieces of benchmarks/musical_eval.py the first downbeat was right on 43 with
-# these weights, 40 before (kick 0.3, bass 0.6, chord changes over a bar only, 1.2).
+# these weights (44 with the tempo doubling below), 40 before (kick 0.3, bass 0.6, chord
+# changes over a bar only, 1.2).
 DOWNBEAT_WEIGHTS = {"bass": 0.6, "harmony_bar": 1.8, "harmony_pulse": 0.6}
 HARMONY_BAND_HZ = (130.0, 4000.0)  # chord changes: above most bass notes (a walking bass
 # changes pitch every beat without changing the chord), below most overtones
