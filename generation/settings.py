@@ -120,7 +120,8 @@ class GenerationSettings(BaseSettings):
     ace_step_compile: bool = Field(
         True,
         description="Compile ACE-Step's DiT blocks with torch.compile at load (about 1.7x "
-        "faster per step on CPU; a few minutes once per process, cached on disk).",
+        "faster per step on CPU; about a minute once per process on a 2-core CPU, cached "
+        "on disk).",
     )
 
     @property

@@ -393,11 +393,9 @@ def _bar_line(
             continue
         z = (values - values.mean()) / spread
         combined += DOWNBEAT_WEIGHTS[name] * z
-        logger.debug(
-            "downbeat evidence %s: %s",
-            name,
-            np.round([z[position == c].mean() for c in range(2 * beats_per_bar)], 2),
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            means = [z[position == c].mean() for c in range(2 * beats_per_bar)]
+            logger.debug("downbeat evidence %s: %s", name, np.round(means, 2))
     per_position = [combined[position == c] for c in range(2 * beats_per_bar)]
     scores = np.array([v.mean() if v.size else -np.inf for v in per_position])
     order = np.argsort(scores)[::-1]
@@ -469,11 +467,6 @@ def _decide(
         tempo_confidence = min(tempo_confidence, LOW_CONFIDENCE)
         grid = _fit_grid(phase_envelope, coarse, pulse_quarters, start, stop)
     bpm = pulse_quarters * 60.0 * FPS / grid.period
-    if doubled:
-        warnings.append(
-            f"tempo {bpm:.2f} BPM could also be heard as {bpm / 2:.2f} BPM (its off-beats "
-            "carry more onsets than its beats, so the faster pulse was taken)"
-        )
     if grid.spread_s > 0.02:
         warnings.append(
             f"the beat wanders by about {1000 * grid.spread_s:.0f} ms around one steady "
@@ -486,7 +479,12 @@ def _decide(
             f"only {100 * with_onset:.0f} % of the beats have an onset: the pulse is sparse "
             "and the tempo less certain"
         )
-    if tempo_confidence < LOW_CONFIDENCE and rivals and not doubled:
+    if doubled:
+        warnings.append(
+            f"tempo {bpm:.2f} BPM could also be heard as {bpm / 2:.2f} BPM (its off-beats "
+            "carry more onsets than its beats, so the faster pulse was taken)"
+        )
+    elif tempo_confidence < LOW_CONFIDENCE and rivals:
         rival = max(rivals, key=lambda r: r[1])[0] * bpm / coarse
         warnings.append(
             f"tempo {bpm:.2f} BPM could also be heard as {rival:.2f} BPM "
