@@ -21,7 +21,9 @@ column per analyser:
 Rows: tempo within 0.5 BPM of the truth (quarter notes per minute); tempo right up to
 metrical errors (x2, x3, x1/2, x1/3, x3/2, x2/3 within 4 %); the first downbeat within
 20 ms; some downbeat within 20 ms (the bar phase); key, MIREX weighted score (1 right,
-0.5 a fifth above, 0.3 relative, 0.2 parallel; pieces with a key truth); and conform: the
+0.5 a fifth above, 0.3 relative, 0.2 parallel; pieces with a key truth); chords per bar
+(the project's ``estimate_chords`` on the true bar lines, right when root and major/minor
+third match the score's chord; the mean share of bars over the arrangements); and conform: the
 piece stretched by ``generation.audio.conform.conform`` to 8 % off its tempo with the analyser's
 tempo and downbeat, then checked in the output (exact length, and every bar line within
 20 ms of where it belongs, found from click markers carried through the stretch in an
@@ -46,6 +48,7 @@ import numpy as np
 import soundfile as sf
 
 from benchmarks.musical_pieces import PITCH_CLASSES, Piece, build_set
+from generation.audio.harmony import QUALITIES, parse_chord
 
 logger = logging.getLogger("musical_eval")
 
@@ -126,6 +129,7 @@ def run_project_before(audio: np.ndarray, sr: int, piece: Piece) -> Result:
 
 def run_project(audio: np.ndarray, sr: int, piece: Piece) -> Result:
     from generation.audio import beats, key
+    from generation.audio.chords import estimate_chords
 
     result: Result = {"bpm": None, "first_downbeat_s": None, "key": None}
     try:
@@ -135,7 +139,12 @@ def run_project(audio: np.ndarray, sr: int, piece: Piece) -> Result:
         result["warnings"] = list(est.warnings)
     except ValueError as error:
         logger.warning("%s: %s", piece.name, error)
-    result["key"] = str(key.estimate_key(audio, sr))
+    harmony = key.harmonic_chroma(audio, sr)
+    result["key"] = str(key.estimate_key(audio, sr, chroma=harmony))
+    if piece.chords:  # on the true bar lines: the chord reading apart from the downbeat
+        result["chords"] = estimate_chords(
+            audio, sr, piece.downbeats_s, piece.bar_s, chroma=harmony
+        )
     return result
 
 
@@ -158,7 +167,12 @@ def run_librosa(audio: np.ndarray, sr: int, piece: Piece) -> Result:
 
 
 def run_truth(audio: np.ndarray, sr: int, piece: Piece) -> Result:
-    return {"bpm": piece.bpm, "first_downbeat_s": piece.first_downbeat_s, "key": piece.key}
+    return {
+        "bpm": piece.bpm,
+        "first_downbeat_s": piece.first_downbeat_s,
+        "key": piece.key,
+        "chords": list(piece.chords),
+    }
 
 
 LOCAL: dict[str, Callable[[np.ndarray, int, Piece], Result]] = {
@@ -253,9 +267,30 @@ def conform_ok(audio: np.ndarray, sr: int, piece: Piece, result: Result, ratio: 
 # --- scoring -------------------------------------------------------------------------------
 
 
+def _triad(symbol: str) -> tuple[int, bool]:
+    """A chord symbol's root pitch class and whether its third is minor."""
+    chord = parse_chord(symbol)
+    return chord.root, 3 in QUALITIES[chord.quality]
+
+
+def chord_score(piece: Piece, found: list[str] | None) -> float | None:
+    """The share of ``piece``'s bars whose chord ``found`` names by root and major/minor."""
+    if not piece.chords or found is None:
+        return None
+    right = sum(_triad(t) == _triad(f) for t, f in zip(piece.chords, found, strict=False))
+    return right / len(piece.chords)
+
+
 def score(piece: Piece, result: Result | None) -> dict[str, float | None]:
     if result is None or "error" in result:
-        return {"tempo": None, "metrical": None, "downbeat": None, "phase": None, "key": None}
+        return {
+            "tempo": None,
+            "metrical": None,
+            "downbeat": None,
+            "phase": None,
+            "key": None,
+            "chords": None,
+        }
     bpm, first = result.get("bpm"), result.get("first_downbeat_s")
     tempo = metrical = downbeat = phase = None
     if bpm is not None:
@@ -274,7 +309,14 @@ def score(piece: Piece, result: Result | None) -> dict[str, float | None]:
             and min(abs(first - d) for d in piece.downbeats_s) <= DOWNBEAT_TOLERANCE_S
         )
     key = mirex_key_score(piece.key, result.get("key")) if piece.key else None
-    return {"tempo": tempo, "metrical": metrical, "downbeat": downbeat, "phase": phase, "key": key}
+    return {
+        "tempo": tempo,
+        "metrical": metrical,
+        "downbeat": downbeat,
+        "phase": phase,
+        "key": key,
+        "chords": chord_score(piece, result.get("chords")),
+    }
 
 
 def evaluate(
@@ -355,6 +397,7 @@ def table(report: dict[str, Any]) -> str:
         ("downbeat", "first downbeat within 20 ms", False),
         ("phase", "a downbeat within 20 ms (bar phase)", False),
         ("key", f"key, MIREX weighted ({report['keyed']} pieces)", True),
+        ("chords", "chords per bar, root and major/minor, true bar lines (mean)", True),
     )
     for field, label, mean in labels:
         cells = [_total([r[field] for r in rows[n]], mean) for n in names]

@@ -13,6 +13,9 @@ soundfont (``apt-get install fluidsynth fluid-soundfont-gm``):
   four different instruments. Their key is the key signature's major or relative minor,
   whichever the final bass note is the tonic of (chorales ending elsewhere have no key truth).
 
+An arrangement has no key truth when its notes cannot tell the key from its parallel key
+(rock on power chords over i, iv and V). Renderings are cached by truth and notes.
+
 Truth is the MIDI grid: ``first_downbeat_s`` is the first bar line at or after the first
 note (a pickup comes before it). Tempo is in quarter notes per minute, whatever the meter
 (a 6/8 bar at 90 BPM lasts 3 quarter notes, 2 s), as DAWs and this service count it.
@@ -21,6 +24,7 @@ note (a pickup comes before it). Tempo is in quarter notes per minute, whatever 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import subprocess
@@ -330,16 +334,16 @@ def _style_offbeat_hats(s: _Score, key: int, minor: bool, bars: int, opt: dict) 
 def _style_ska(s: _Score, key: int, minor: bool, bars: int, opt: dict) -> list[str]:
     chords, symbols, roots = _progression(s.rng, key, minor, bars)
     drums, bass, gtr = s.track("drums", 0, True), s.track("bass", 32), s.track("gtr", 28)
-    scale = MINOR_SCALE if minor else MAJOR_SCALE
     for bar in range(bars):
+        # The bass walks up the bar's own chord (root, third, fifth, octave), so a minor
+        # chord gets its minor third and the walk never clashes with the skanks.
+        third, fifth = (p - chords[bar][0] for p in chords[bar][1:3])
+        walk = (0, third, fifth, 12)
         for beat in range(4):
             t = s.time(bar, beat)
             s.note(drums, KICK if beat in (0, 2) else SNARE, t, 0.1, 100)
             s.note(drums, HAT, s.time(bar, beat + 0.5), 0.05, 95)
-            walk = (0, 2, 4, 5)[beat]
-            s.note(
-                bass, 36 + (roots[bar] + (scale[walk] if walk else 0)) % 12, t, s.unit_s * 0.8, 100
-            )
+            s.note(bass, 36 + roots[bar] + walk[beat], t, s.unit_s * 0.8, 100)
             for p in _voicing(chords[bar], 60):
                 s.note(gtr, p, s.time(bar, beat + 0.5), s.unit_s * 0.2, 105)
     return symbols
@@ -468,6 +472,25 @@ STYLES: dict[str, tuple[Style, str, tuple[float, float]]] = {
 }
 
 
+# Pitch classes (from the tonic) of a major key's parallel minor (natural and harmonic) and
+# of a minor key's parallel major.
+_PARALLEL_SCALE = {False: {0, 2, 3, 5, 7, 8, 10, 11}, True: set(MAJOR_SCALE)}
+
+
+def _mode_is_heard(midi: pretty_midi.PrettyMIDI, key_pc: int, minor: bool) -> bool:
+    """Whether the pitched notes of ``midi`` tell its key from the parallel key: some note
+    lies outside the parallel key's scale (a third or sixth). Power chords and a bass on the
+    roots of i, iv and V play the same notes in D minor as in D major, so such a piece has
+    no key truth."""
+    played = {
+        (note.pitch - key_pc) % 12
+        for inst in midi.instruments
+        if not inst.is_drum
+        for note in inst.notes
+    }
+    return not played <= _PARALLEL_SCALE[minor]
+
+
 def write_piece(
     style: str, seed: int, *, target_s: float = 22.0
 ) -> tuple[pretty_midi.PrettyMIDI, Piece]:
@@ -500,7 +523,7 @@ def write_piece(
         style=style,
         bpm=bpm,
         meter=meter,
-        key=key,
+        key=key if _mode_is_heard(midi, key_pc, minor) else None,
         first_downbeat_s=round(first_downbeat, 6),
         downbeats_s=tuple(round(first_downbeat + b * bar_s, 6) for b in range(bars)),
         lead_in_s=lead_in,
@@ -691,6 +714,15 @@ SETS = {
 }
 
 
+def _digest(midi: pretty_midi.PrettyMIDI, piece: Piece) -> str:
+    """What a rendering is cached by: its truth and its notes, so a change to either (a
+    piece writer mended) renders it again and its peers' cached results go with the name."""
+    notes = io.BytesIO()
+    midi.write(notes)
+    truth = json.dumps(asdict(piece), sort_keys=True).encode()
+    return hashlib.sha1(truth + notes.getvalue()).hexdigest()[:10]
+
+
 def build_set(which: str, cache: Path) -> list[tuple[Piece, Path]]:
     """Render (once; cached by content) the ``which`` ("dev", "dev2" or "held-out") set."""
     synth, chorales, seed_offset = SETS[which]
@@ -706,8 +738,7 @@ def build_set(which: str, cache: Path) -> list[tuple[Piece, Path]]:
         made.append(result)
     out = []
     for midi, piece in made:
-        digest = hashlib.sha1(json.dumps(asdict(piece), sort_keys=True).encode()).hexdigest()[:10]
-        wav = cache / f"{piece.name}-{digest}.wav"
+        wav = cache / f"{piece.name}-{_digest(midi, piece)}.wav"
         if not wav.exists():
             render(midi, wav)
         out.append((piece, wav))

@@ -1,11 +1,14 @@
 """The key of music: tuning-corrected chroma of the harmonic part, matched to key profiles.
 
-Audio is float32 ``[channels, samples]`` (1-D is mono) at ``sr`` Hz. numpy/librosa only.
+Audio is float32 ``[channels, samples]`` (1-D is mono) at ``sr`` Hz. numpy/scipy/librosa only.
 
 ``estimate_key``: the harmonic part (median-filter harmonic/percussive separation, so drums
 do not smear the pitch classes), its tuning (deviation from A440 in cents, so a track a
 quarter tone off still maps onto the right pitch classes), a constant-Q chroma at three bins
-per semitone, log-compressed and summed over time in the middle register (C3-B6: the
+per semitone, log-compressed, whitened (the running median over frequency, the broadband
+floor that drums, noise and reverb leave, is taken away, so only notes standing above it
+count: short stabs and busy drums otherwise flatten the chroma) and summed over time in
+the middle register (C3-B6: the
 octaves below hold mostly bass, which is counted on its own, and those above mostly
 overtones, whose fifths and major thirds pull minor keys towards major), with the bass
 register (C2-B3) counted again (the tonic sits in the bass at cadences); then the
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 import librosa
 import numpy as np
+from scipy.ndimage import median_filter
 
 ANALYSIS_SR = 22050  # Hz
 HOP = 1024  # samples at ANALYSIS_SR (46 ms): keys change slowly
@@ -49,6 +53,7 @@ PROFILES: dict[str, tuple[np.ndarray, np.ndarray]] = {
 }
 DEFAULT_PROFILE = "albrecht"
 BASS_WEIGHT = 1.0  # the bass register's chroma counted again with this weight
+WHITEN_BINS = 11  # constant-Q bins (a third of a semitone each): the floor's median window
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,10 @@ def harmonic_chroma(audio: np.ndarray, sr: int) -> HarmonicChroma:
         )
     )
     cqt = np.log1p(100.0 * cqt / max(float(cqt.max()), 1e-9))
+    if WHITEN_BINS:
+        # Only what stands above its neighbourhood is a note: the running median over
+        # frequency is the broadband floor (drums, noise, reverb), taken away.
+        cqt = np.maximum(cqt - median_filter(cqt, size=(WHITEN_BINS, 1), mode="nearest"), 0.0)
     # Three bins per semitone, the middle one on the note: keep the strongest of each.
     per_semitone = cqt.reshape(7 * 12, 3, -1).max(axis=1)  # [84 semitones, frames]
     times = librosa.frames_to_time(np.arange(cqt.shape[1]), sr=ANALYSIS_SR, hop_length=HOP)
