@@ -83,8 +83,9 @@ def _mono(audio: np.ndarray, sr: int) -> np.ndarray:
 class HarmonicChroma:
     """Chroma of the harmonic part, C first: ``chroma`` ``[12, frames]`` over C1-B7,
     ``bass`` ``[12, frames]`` over C2-B3 and ``middle`` ``[12, frames]`` over C3-B6 (chords
-    and melody, above the bass and below most overtones), log-compressed; ``times_s`` each
-    frame's centre; ``tuning_cents`` the deviation from A440 the bins were shifted by."""
+    and melody, above the bass and below most overtones), log-compressed and whitened;
+    ``times_s`` each frame's centre; ``tuning_cents`` the deviation from A440 the bins were
+    shifted by."""
 
     times_s: np.ndarray
     chroma: np.ndarray
