@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from generation.engines.base import ClipBatch
+from generation.engines.gathering import get_before
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +82,7 @@ class AceStepGatherer:
         group, others = [first], []
         clips = len(first.batch.clips)
         deadline = time.monotonic() + self._window_s
-        while clips < self._max_clips:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                item = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
+        while clips < self._max_clips and (item := get_before(self._queue, deadline)) is not None:
             if item.key() == first.key() and clips + len(item.batch.clips) <= self._max_clips:
                 group.append(item)
                 clips += len(item.batch.clips)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from generation.engines.gathering import get_before
 from generation.engines.musicgen.generate import (
     ClipSpec,
     generate_clips,
@@ -213,14 +214,10 @@ class ClipBatcher:
         batch = [self._first()]
         used = batch[0].kv_bytes
         deadline = time.monotonic() + self._policy.window_s
-        while len(batch) < self._policy.max_clips:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                item = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
+        while (
+            len(batch) < self._policy.max_clips
+            and (item := get_before(self._queue, deadline)) is not None
+        ):
             if used + item.kv_bytes > self._policy.kv_budget_bytes or not self._fits(
                 [*batch, item]
             ):
