@@ -472,11 +472,6 @@ STYLES: dict[str, tuple[Style, str, tuple[float, float]]] = {
 }
 
 
-# Pitch classes (from the tonic) of a major key's parallel minor (natural and harmonic) and
-# of a minor key's parallel major.
-_PARALLEL_SCALE = {False: {0, 2, 3, 5, 7, 8, 10, 11}, True: set(MAJOR_SCALE)}
-
-
 def _mode_is_heard(midi: pretty_midi.PrettyMIDI, key_pc: int, minor: bool) -> bool:
     """Whether the pitched notes of ``midi`` tell its key from the parallel key: some note
     lies outside the parallel key's scale (a third or sixth). Power chords and a bass on the
@@ -488,7 +483,9 @@ def _mode_is_heard(midi: pretty_midi.PrettyMIDI, key_pc: int, minor: bool) -> bo
         if not inst.is_drum
         for note in inst.notes
     }
-    return not played <= _PARALLEL_SCALE[minor]
+    # The parallel key's pitch classes from the tonic: major, or natural and harmonic minor.
+    parallel = set(MAJOR_SCALE) if minor else {*MINOR_SCALE, 10}
+    return not played <= parallel
 
 
 def write_piece(

@@ -8,11 +8,11 @@ quarter tone off still maps onto the right pitch classes), a constant-Q chroma a
 per semitone, log-compressed, whitened (the running median over frequency, the broadband
 floor that drums, noise and reverb leave, is taken away, so only notes standing above it
 count: short stabs and busy drums otherwise flatten the chroma) and summed over time in
-the middle register (C3-B6: the
-octaves below hold mostly bass, which is counted on its own, and those above mostly
-overtones, whose fifths and major thirds pull minor keys towards major), with the bass
-register (C2-B3) counted again (the tonic sits in the bass at cadences); then the
-correlation with each of the 24 rotations of a major and a minor profile, the best winning.
+the middle register (C3-B6: the octaves below hold mostly bass, which is counted on its
+own, and those above mostly overtones, whose fifths and major thirds pull minor keys
+towards major), with the bass register (C2-B3) counted again (the tonic sits in the bass
+at cadences); then the correlation with each of the 24 rotations of a major and a minor
+profile, the best winning.
 The confidence is the margin between the best and the runner-up correlation.
 """
 
@@ -115,10 +115,9 @@ def harmonic_chroma(audio: np.ndarray, sr: int) -> HarmonicChroma:
         )
     )
     cqt = np.log1p(100.0 * cqt / max(float(cqt.max()), 1e-9))
-    if WHITEN_BINS:
-        # Only what stands above its neighbourhood is a note: the running median over
-        # frequency is the broadband floor (drums, noise, reverb), taken away.
-        cqt = np.maximum(cqt - median_filter(cqt, size=(WHITEN_BINS, 1), mode="nearest"), 0.0)
+    # Only what stands above its neighbourhood is a note: the running median over frequency
+    # is the broadband floor (drums, noise, reverb), taken away.
+    cqt = np.maximum(cqt - median_filter(cqt, size=(WHITEN_BINS, 1), mode="nearest"), 0.0)
     # Three bins per semitone, the middle one on the note: keep the strongest of each.
     per_semitone = cqt.reshape(7 * 12, 3, -1).max(axis=1)  # [84 semitones, frames]
     times = librosa.frames_to_time(np.arange(cqt.shape[1]), sr=ANALYSIS_SR, hop_length=HOP)
