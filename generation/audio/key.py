@@ -25,10 +25,10 @@ import librosa
 import numpy as np
 from scipy.ndimage import median_filter
 
+from generation.audio.harmony import MODES, PITCH_CLASSES
+
 ANALYSIS_SR = 22050  # Hz
 HOP = 1024  # samples at ANALYSIS_SR (46 ms): keys change slowly
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-MODES = ("major", "minor")
 
 # Key profiles, tonic first. Albrecht & Shanahan (2013) measured pitch-class distributions
 # of major and minor pieces; Temperley (1999) and Krumhansl & Kessler (1982) are the
