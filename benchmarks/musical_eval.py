@@ -413,9 +413,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--set",
-        choices=("dev", "dev2", "held-out", "both", "all"),
+        choices=("dev", "dev2", "dev3", "held-out", "both", "all"),
         default="both",
-        help="both: dev and held-out; all: dev, dev2 and held-out",
+        help="both: dev and held-out; all: dev, dev2, dev3 and held-out",
     )
     parser.add_argument(
         "--analysers",
@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the raw scores here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    sets = {"both": ("dev", "held-out"), "all": ("dev", "dev2", "held-out")}.get(
+    sets = {"both": ("dev", "held-out"), "all": ("dev", "dev2", "dev3", "held-out")}.get(
         args.set, (args.set,)
     )
     analysers = tuple(a.strip() for a in args.analysers.split(",") if a.strip())

@@ -602,7 +602,7 @@ def chorale_piece(
         midi.instruments.append(inst)
     first_downbeat = lead_in + pickup_q * beat_s
     bars = int((limit_q - pickup_q) // bar_q)
-    name = Path(str(path)).stem
+    name = Path(str(path)).name  # "bwv244.10": the number after the dot tells movements apart
     piece = Piece(
         name=f"chorale-{name}",
         style="chorale",
@@ -684,12 +684,19 @@ HELD_OUT_SYNTH = (
     ("funk", 112),
 )
 HELD_OUT_CHORALES = ("bach/bwv66.6", "bach/bwv438", "bach/bwv40.3", "bach/bwv367")
+
+
+def _two_seeds_of_every_style(first: int) -> tuple[tuple[str, int], ...]:
+    """(style, seed) for every style, seeds ``first``, ``first + 1``, ... in style order."""
+    return tuple(
+        (style, first + 2 * i + j) for i, style in enumerate(sorted(STYLES)) for j in range(2)
+    )
+
+
 # A second development set, so tuning decisions rest on ~60 pieces rather than 24: two more
 # seeds of every style, and chorales taken every 7th from music21's sorted Bach list (those
 # not in the sets above that pass ``chorale_piece`` with a key truth).
-DEV2_SYNTH = tuple(
-    (style, 200 + 2 * i + j) for i, style in enumerate(sorted(STYLES)) for j in range(2)
-)
+DEV2_SYNTH = _two_seeds_of_every_style(200)
 DEV2_CHORALES = (
     "bach/bwv11.6",
     "bach/bwv115.6",
@@ -704,9 +711,27 @@ DEV2_CHORALES = (
     "bach/bwv245.28",
     "bach/bwv248.42-s",
 )
+# A third development set (fourth round), for the same reason: two more seeds of every style
+# and twelve chorales taken every 7th from the same list, three places further on.
+DEV3_SYNTH = _two_seeds_of_every_style(300)
+DEV3_CHORALES = (
+    "bach/bwv133.6",
+    "bach/bwv144.3",
+    "bach/bwv151.5",
+    "bach/bwv156.6",
+    "bach/bwv164.6",
+    "bach/bwv179.6",
+    "bach/bwv187.7",
+    "bach/bwv226.2",
+    "bach/bwv244.10",
+    "bach/bwv244.37",
+    "bach/bwv25.6",
+    "bach/bwv256",
+)
 SETS = {
     "dev": (DEV_SYNTH, DEV_CHORALES, 0),
     "dev2": (DEV2_SYNTH, DEV2_CHORALES, 1000),
+    "dev3": (DEV3_SYNTH, DEV3_CHORALES, 1500),
     "held-out": (HELD_OUT_SYNTH, HELD_OUT_CHORALES, 500),
 }
 
@@ -721,7 +746,7 @@ def _digest(midi: pretty_midi.PrettyMIDI, piece: Piece) -> str:
 
 
 def build_set(which: str, cache: Path) -> list[tuple[Piece, Path]]:
-    """Render (once; cached by content) the ``which`` ("dev", "dev2" or "held-out") set."""
+    """Render (once; cached by content) the ``which`` (a key of ``SETS``) set."""
     synth, chorales, seed_offset = SETS[which]
     cache.mkdir(parents=True, exist_ok=True)
     made: list[tuple[pretty_midi.PrettyMIDI, Piece]] = [

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile as sf
 
-from generation.audio.key import estimate_key, harmonic_chroma
+from benchmarks.musical_pieces import chorale_piece, render
+from generation.audio.key import (
+    ANALYSIS_SR,
+    HOP,
+    SEGMENT_S,
+    estimate_key,
+    harmonic_chroma,
+    presence,
+    presence_scores,
+)
 from tests.synthetic_audio import SR, chord_pad
 
 A_MINOR = [(45, 57, 60, 64), (50, 57, 62, 65), (52, 56, 59, 64), (45, 57, 60, 64)]  # Am Dm E Am
@@ -72,3 +84,48 @@ def test_middle_register_excludes_bass_and_top_octave() -> None:
     assert middle[0] < 0.2 * middle[9] and middle[4] < 0.2 * middle[9]
     assert int(np.argmax(bass)) == 0  # C
     assert full[4] > 0.5 * full[9]  # the full chroma still sees E7
+
+
+def test_presence_marks_what_reaches_half_of_each_segments_strongest() -> None:
+    frames = round(SEGMENT_S * ANALYSIS_SR / HOP)
+    notes = np.zeros((12, 3 * frames))
+    notes[[0, 4, 7], :frames] = [[1.0], [0.6], [0.4]]  # C, E above half, G below
+    notes[9, frames : 2 * frames] = 0.01  # a quiet segment (1 % of the loudest): left out
+    notes[2, 2 * frames :] = 0.5
+    present = presence(notes)
+    assert present.shape == (12, 2)
+    assert np.flatnonzero(present[:, 0]).tolist() == [0, 4]
+    assert np.flatnonzero(present[:, 1]).tolist() == [2]
+    short = presence(notes[:, :5])  # shorter than a segment: one segment of all of it
+    assert short.shape == (12, 1)
+    assert np.flatnonzero(short[:, 0]).tolist() == [0, 4]
+
+
+def test_presence_scores_favour_the_key_whose_scale_holds_the_notes() -> None:
+    c_major_triad = np.zeros((12, 1))
+    c_major_triad[[0, 4, 7], 0] = 1.0
+    scores = presence_scores(c_major_triad)
+    assert np.unravel_index(int(np.argmax(scores)), scores.shape) == (0, 0)  # C major
+    assert scores[0, 0] > scores[1, 9]  # above A minor, the relative key
+    assert not presence_scores(np.zeros((12, 0))).any()  # no segment: no evidence
+
+
+@pytest.mark.parametrize(("style", "seed"), [("halftime", 306), ("halftime", 307)])
+def test_rendered_keys_that_energy_alone_misses(render_piece, style: str, seed: int) -> None:
+    """Half-time pieces whose chroma energy alone gave the subdominant minor (306, C# minor
+    heard as F# minor) and the relative minor (307, F major heard as D minor): counting
+    which pitch classes sound second by second gets both."""
+    audio, sr, piece = render_piece(style, seed, 22.0)
+    assert str(estimate_key(audio, sr)) == piece.key
+
+
+def test_rendered_chorale_moving_to_the_dominant_keeps_its_key(tmp_path: Path) -> None:
+    """bwv154.8's first ten bars start in D major and spend most of their time around A
+    major; by energy alone the key was A major."""
+    made = chorale_piece("bach/bwv154.8", seed=2004)  # as in the evaluation's dev2 set
+    assert made is not None
+    midi, piece = made
+    render(midi, tmp_path / "chorale.wav")
+    audio, sr = sf.read(str(tmp_path / "chorale.wav"), dtype="float32", always_2d=True)
+    key = estimate_key(audio.T, int(sr))
+    assert str(key) == piece.key == "D major"
