@@ -77,6 +77,9 @@ OFFBEAT_LEAD = 1.25
 OFFBEAT_LOW = 0.35
 LOW_CONFIDENCE = 0.35  # below this a decision is reported as a warning
 MIN_BEATS_WITH_ONSET = 0.6  # fewer beats than this with an onset: a sparse pulse, said so
+# seconds before an onset peak where its attack may begin (slow choir and string attacks)
+ATTACK_BEFORE_S = 0.04
+MIN_ATTACKS = 4  # beats with an onset needed to place the bar line by their median attack
 
 
 @dataclass(frozen=True)
@@ -283,8 +286,8 @@ def _harmonic_change(evidence: _Evidence, times_s: np.ndarray, span_s: float) ->
 def _attack_start(mono: np.ndarray, time_s: float) -> float:
     """Where the attack that peaks near ``time_s`` begins in the amplitude envelope: the
     first point 20 % of the way up from the quietest point before the loudest one, looked
-    for from 25 ms before to 10 ms after."""
-    lo = max(round((time_s - 0.025) * ANALYSIS_SR), 0)
+    for from ``ATTACK_BEFORE_S`` before to 10 ms after."""
+    lo = max(round((time_s - ATTACK_BEFORE_S) * ANALYSIS_SR), 0)
     hi = min(round((time_s + 0.01) * ANALYSIS_SR), mono.size)
     if hi - lo < 3:
         return time_s
@@ -295,6 +298,29 @@ def _attack_start(mono: np.ndarray, time_s: float) -> float:
     threshold = envelope[floor] + 0.2 * (envelope[peak] - envelope[floor])
     rise = floor + int(np.argmax(envelope[floor : peak + 1] >= threshold))
     return (lo + rise) / ANALYSIS_SR
+
+
+def _on_the_attacks(
+    mono: np.ndarray, envelope: np.ndarray, beat_frames: np.ndarray, frame: float, typical: float
+) -> float:
+    """Seconds of the grid's beat at ``frame`` (analysis frames) moved to where attacks begin:
+    by the median over the beats with an onset near them (``beat_frames``, at least
+    ``MIN_ATTACKS``) of the time from the beat to its attack's start, else by its own
+    attack, else not at all. One attack alone is a noisy estimate (a choir or strings
+    rise over 50 ms and more); the median over every beat is not."""
+    radius = max(1, int(PEAK_WINDOW_S * FPS))
+    attacks = []  # (beat frame, onset frame) where the beat has an onset
+    for beat in beat_frames:
+        onset_frame, height = _peak_near(envelope, float(beat), radius)
+        if typical > 0 and height >= 0.3 * typical:
+            attacks.append((float(beat), onset_frame))
+    if len(attacks) >= MIN_ATTACKS:
+        leads = [_attack_start(mono, onset / FPS) - beat / FPS for beat, onset in attacks]
+        return frame / FPS + float(np.median(leads))
+    onset_frame, height = _peak_near(envelope, frame, radius)
+    if typical > 0 and height >= 0.3 * typical:
+        return _attack_start(mono, onset_frame / FPS)
+    return frame / FPS
 
 
 @dataclass(frozen=True)
@@ -508,17 +534,14 @@ def _decide(
     beat_frames, pulses = beat_frames[inside], pulses[inside]
 
     # The first bar line at or after the music starts (50 ms early allowed: a played note),
-    # on its attack when there is one.
+    # moved from the onset peaks the grid runs through to where the attacks begin.
     downbeat_frames = beat_frames[
         (pulses % beats_per_bar == bar_phase) & (beat_frames >= start - 0.05 * FPS)
     ]
     if downbeat_frames.size == 0:
         raise ValueError("no whole bar found in the audio")
     first_frame = float(downbeat_frames[0])
-    first = first_frame / FPS
-    onset_frame, height = _peak_near(phase_envelope, first_frame, radius)
-    if height >= 0.3 * grid.typical_height() > 0:
-        first = _attack_start(mono, onset_frame / FPS)
+    first = _on_the_attacks(mono, phase_envelope, beat_frames, first_frame, grid.typical_height())
     shift = first - first_frame / FPS
     return BeatAnalysis(
         bpm=float(bpm),
