@@ -1,6 +1,6 @@
 """Beat, downbeat, tempo and key analysis on rendered multi-instrument music, side by side.
 
-    .venv/bin/python -m benchmarks.musical_eval [--set dev|dev2|held-out|both|all]
+    .venv/bin/python -m benchmarks.musical_eval [--set dev|dev2|dev3|held-out|both|all]
         [--peers PYTHON] [--analysers project,librosa]
 
 Builds (and caches under ``benchmarks/.cache/musical``) the pieces of

@@ -27,7 +27,8 @@ How ``analyze_beats`` decides:
    half pulses that fall on it, over the whole excerpt, so a first bar without a kick or
    a pickup does not decide it; an odd half pulse moves the beats by half a pulse. The
    first downbeat is the first bar line at or after the music starts (a pickup comes
-   before it), placed on the attack found there.
+   before it), moved by the median, over every beat with an onset, of the time from the
+   beat to where its attack starts (one attack alone is a noisy estimate).
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ OFFBEAT_LEAD = 1.25
 OFFBEAT_LOW = 0.35
 LOW_CONFIDENCE = 0.35  # below this a decision is reported as a warning
 MIN_BEATS_WITH_ONSET = 0.6  # fewer beats than this with an onset: a sparse pulse, said so
-# seconds before an onset peak where its attack may begin (slow choir and string attacks)
-ATTACK_BEFORE_S = 0.04
+ATTACK_BEFORE_S = 0.025  # seconds before an onset peak where its attack may begin
+# Seconds of the moving average that makes the amplitude envelope an attack is read from: a
+# millisecond leaves the ripple of low notes, which a swelling attack crosses too early.
+ATTACK_SMOOTH_S = 0.005
 MIN_ATTACKS = 4  # beats with an onset needed to place the bar line by their median attack
 
 
@@ -284,14 +287,15 @@ def _harmonic_change(evidence: _Evidence, times_s: np.ndarray, span_s: float) ->
 
 
 def _attack_start(mono: np.ndarray, time_s: float) -> float:
-    """Where the attack that peaks near ``time_s`` begins in the amplitude envelope: the
-    first point 20 % of the way up from the quietest point before the loudest one, looked
-    for from ``ATTACK_BEFORE_S`` before to 10 ms after."""
+    """Where the attack that peaks near ``time_s`` begins in the amplitude envelope
+    (``ATTACK_SMOOTH_S`` moving average): the first point 20 % of the way up from the
+    quietest point before the loudest one, looked for from ``ATTACK_BEFORE_S`` before to
+    10 ms after."""
     lo = max(round((time_s - ATTACK_BEFORE_S) * ANALYSIS_SR), 0)
     hi = min(round((time_s + 0.01) * ANALYSIS_SR), mono.size)
     if hi - lo < 3:
         return time_s
-    width = max(round(0.001 * ANALYSIS_SR), 1)
+    width = max(round(ATTACK_SMOOTH_S * ANALYSIS_SR), 1)
     envelope = np.convolve(np.abs(mono[lo:hi]), np.ones(width) / width, mode="same")
     peak = int(np.argmax(envelope))
     floor = int(np.argmin(envelope[: peak + 1]))

@@ -24,7 +24,7 @@ above it count: short stabs and busy drums otherwise flatten the chroma).
   from outweighing the rest: a chorale excerpt that moves to the dominant keeps its key.
 
 The score is the log-likelihood plus ``PROFILE_WEIGHT`` times the correlation; the best key
-wins, and the confidence is its margin over the runner-up (``CONFIDENT_MARGIN`` is 1).
+wins, and the confidence is its margin over the runner-up (``CONFIDENT_MARGIN``).
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ SEGMENT_S = 1.0  # seconds: the presence model's segment
 PRESENT = 0.5  # a pitch class is present at this fraction of its segment's strongest
 QUIET = 0.05  # segments below this fraction of the loudest segment's peak are left out
 # Weight of the profile correlation (range -1..1) against the mean log-likelihood per
-# segment; measured in benchmarks/musical_eval.py (1 to 4 give the same keys there).
+# segment. Measured (benchmarks/RESULTS.md, fourth round): 1 to 4 give the same keys on
+# the evaluation's MIDI notes and within one piece on its audio.
 PROFILE_WEIGHT = 2.0
 # The winner's margin over the runner-up that counts as full confidence. On the evaluation
 # set every wrong key had a margin under 0.5 and the median margin was 1.15.
@@ -172,7 +173,10 @@ def key_scores(chroma: np.ndarray, profile: str = DEFAULT_PROFILE) -> np.ndarray
 
 def presence(notes: np.ndarray) -> np.ndarray:
     """Which pitch classes sound in each ``SEGMENT_S`` segment of ``notes`` (``[12,
-    frames]`` chroma at ``HOP``): ``[12, segments]`` of 0/1, quiet segments left out."""
+    frames]`` chroma at ``HOP``): ``[12, segments]`` of 0/1, quiet segments left out, and
+    so is the last part segment (under ``SEGMENT_S``)."""
+    if notes.shape[1] == 0:
+        return np.zeros((12, 0))
     # Audio shorter than a segment is one segment of all of it.
     per_segment = max(1, min(round(SEGMENT_S * ANALYSIS_SR / HOP), notes.shape[1]))
     count = notes.shape[1] // per_segment

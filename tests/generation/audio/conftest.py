@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmarks.musical_pieces import SOUNDFONT, Piece, render, write_piece
+from benchmarks.musical_pieces import SOUNDFONT, Piece, chorale_piece, render, write_piece
 from tests.synthetic_audio import click_track
 
 
@@ -39,5 +39,25 @@ def render_piece(tmp_path_factory: pytest.TempPathFactory):
             audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
             made[(style, seed, seconds)] = (audio.T, int(sr), piece)
         return made[(style, seed, seconds)]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def render_chorale(tmp_path_factory: pytest.TempPathFactory):
+    """``render_chorale(path, seed)`` -> ``(audio [channels, samples], sr, Piece)``: a Bach
+    chorale excerpt from music21's corpus, as ``chorale_piece`` writes it for that seed."""
+    assert shutil.which("fluidsynth"), "fluidsynth is missing: apt-get install fluidsynth"
+    assert SOUNDFONT.exists(), f"{SOUNDFONT} is missing: apt-get install fluid-soundfont-gm"
+    folder = tmp_path_factory.mktemp("chorales")
+
+    def make(path: str, seed: int) -> tuple[np.ndarray, int, Piece]:
+        made = chorale_piece(path, seed=seed)
+        assert made is not None, f"{path} has no usable meter or key truth"
+        midi, piece = made
+        wav = Path(folder) / f"{piece.name}-{seed}.wav"
+        render(midi, wav)
+        audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+        return audio.T, int(sr), piece
 
     return make

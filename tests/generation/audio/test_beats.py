@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-import soundfile as sf
 
-from benchmarks.musical_pieces import chorale_piece, render
 from generation.audio.beats import analyze_beats, metrical_levels, parse_meter
 
 SR = 22050
@@ -162,14 +158,10 @@ def test_rendered_bar_line_from_bass_and_harmony(render_piece, style: str, seed:
     ],
 )
 def test_rendered_slow_attacks_put_the_bar_line_where_the_notes_start(
-    tmp_path: Path, path: str, seed: int
+    render_chorale, path: str, seed: int
 ) -> None:
     """The bar line is placed by the median, over every beat, of where its attack starts
     (as in the evaluation's dev3 set); one slowly swelling attack read alone was late."""
-    made = chorale_piece(path, seed=seed)
-    assert made is not None
-    midi, piece = made
-    render(midi, tmp_path / "chorale.wav")
-    audio, sr = sf.read(str(tmp_path / "chorale.wav"), dtype="float32", always_2d=True)
-    result = analyze_beats(audio.T, int(sr), time_signature=piece.meter)
+    audio, sr, piece = render_chorale(path, seed)
+    result = analyze_beats(audio, sr, time_signature=piece.meter)
     assert abs(result.first_downbeat_s - piece.first_downbeat_s) <= 0.02, result
