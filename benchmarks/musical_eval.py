@@ -47,7 +47,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from benchmarks.musical_pieces import PITCH_CLASSES, Piece, build_set
+from benchmarks.musical_pieces import PITCH_CLASSES, SETS, Piece, build_set
 from generation.audio.harmony import QUALITIES, parse_chord
 
 logger = logging.getLogger("musical_eval")
@@ -413,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--set",
-        choices=("dev", "dev2", "dev3", "held-out", "both", "all"),
+        choices=(*SETS, "both", "all"),
         default="both",
         help="both: dev and held-out; all: dev, dev2, dev3 and held-out",
     )
@@ -427,9 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the raw scores here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    sets = {"both": ("dev", "held-out"), "all": ("dev", "dev2", "dev3", "held-out")}.get(
-        args.set, (args.set,)
-    )
+    sets = {"both": ("dev", "held-out"), "all": tuple(SETS)}.get(args.set, (args.set,))
     analysers = tuple(a.strip() for a in args.analysers.split(",") if a.strip())
     unknown = [a for a in analysers if a not in LOCAL]
     if unknown:

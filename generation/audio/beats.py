@@ -55,6 +55,8 @@ MIN_BPM, MAX_BPM = 50.0, 220.0  # quarter notes per minute considered
 FINE_RANGE = 0.02  # the fine tempo search spans +- this fraction of the coarse tempo
 FINE_STEP_BPM = 0.02
 PEAK_WINDOW_S = 0.035  # a beat is moved to the onset peak within +- this
+PEAK_RADIUS = max(1, int(PEAK_WINDOW_S * FPS))  # the same, in analysis frames
+ONSET_FRACTION = 0.3  # a beat has an onset when its peak reaches this of the typical
 # Weights of the evidence in the beat-phase envelope and in the downbeat score.
 PHASE_WEIGHTS = {"low": 1.0, "full": 0.5}
 # The bar line is told by bass notes and by chord changes, the latter read over a bar (the
@@ -312,17 +314,16 @@ def _on_the_attacks(
     ``MIN_ATTACKS``) of the time from the beat to its attack's start, else by its own
     attack, else not at all. One attack alone is a noisy estimate (a choir or strings
     rise over 50 ms and more); the median over every beat is not."""
-    radius = max(1, int(PEAK_WINDOW_S * FPS))
     attacks = []  # (beat frame, onset frame) where the beat has an onset
     for beat in beat_frames:
-        onset_frame, height = _peak_near(envelope, float(beat), radius)
-        if typical > 0 and height >= 0.3 * typical:
+        onset_frame, height = _peak_near(envelope, float(beat), PEAK_RADIUS)
+        if typical > 0 and height >= ONSET_FRACTION * typical:
             attacks.append((float(beat), onset_frame))
     if len(attacks) >= MIN_ATTACKS:
         leads = [_attack_start(mono, onset / FPS) - beat / FPS for beat, onset in attacks]
         return frame / FPS + float(np.median(leads))
-    onset_frame, height = _peak_near(envelope, frame, radius)
-    if typical > 0 and height >= 0.3 * typical:
+    onset_frame, height = _peak_near(envelope, frame, PEAK_RADIUS)
+    if typical > 0 and height >= ONSET_FRACTION * typical:
         return _attack_start(mono, onset_frame / FPS)
     return frame / FPS
 
@@ -354,20 +355,23 @@ def _fit_grid(
     scores = _comb(envelope, periods, start, stop)
     best_period, best_phase = np.unravel_index(int(np.argmax(scores)), scores.shape)
     period = float(periods[best_period])
-    radius = max(1, int(PEAK_WINDOW_S * FPS))
     # The comb's phase is its first beat at or after `start`; one before may still be music.
     phase = float(start + best_phase)
-    phase -= period * int(np.ceil((phase - start + radius) / period))
+    phase -= period * int(np.ceil((phase - start + PEAK_RADIUS) / period))
     count = int((stop - phase) / period) + 1
-    refined = np.array([_peak_near(envelope, f, radius) for f in phase + period * np.arange(count)])
+    refined = np.array(
+        [_peak_near(envelope, f, PEAK_RADIUS) for f in phase + period * np.arange(count)]
+    )
     heights = refined[:, 1]
     typical = float(np.median(heights[heights > 0])) if np.any(heights > 0) else 0.0
-    strong = np.flatnonzero(heights >= 0.3 * typical) if typical > 0 else np.array([], int)
+    strong = (
+        np.flatnonzero(heights >= ONSET_FRACTION * typical) if typical > 0 else np.array([], int)
+    )
     spread_s = 0.0
     if strong.size >= 4:
         slope, offset = np.polyfit(strong, refined[strong, 0], 1)
         residual = refined[strong, 0] - (slope * strong + offset)
-        kept = strong[np.abs(residual) <= radius / 2]
+        kept = strong[np.abs(residual) <= PEAK_RADIUS / 2]
         if kept.size >= 4:
             slope, offset = np.polyfit(kept, refined[kept, 0], 1)
             residual = refined[kept, 0] - (slope * kept + offset)
@@ -402,10 +406,9 @@ def _bar_line(
     Bass notes and chord changes mark bar lines; kicks, off-beat hi-hats and skanks are
     not weighed, so a loop whose loudest hits are off the beat still gets its "one" from
     the bass and the harmony."""
-    radius = max(1, int(PEAK_WINDOW_S * FPS))
     half = grid.period / 2
     halves = grid.phase + half * np.arange(-2 * beats_per_bar, 2 * grid.count + 1)
-    halves = halves[(halves >= start - radius) & (halves < stop)]
+    halves = halves[(halves >= start - PEAK_RADIUS) & (halves < stop)]
     position = np.round((halves - grid.phase) / half).astype(int) % (2 * beats_per_bar)
     bar_s = beats_per_bar * grid.period / FPS
     features = {
@@ -503,7 +506,7 @@ def _decide(
             "tempo: the tempo is an average"
         )
     typical = grid.typical_height()
-    with_onset = float(np.mean(grid.heights >= 0.3 * typical)) if typical > 0 else 0.0
+    with_onset = float(np.mean(grid.heights >= ONSET_FRACTION * typical)) if typical > 0 else 0.0
     if with_onset < MIN_BEATS_WITH_ONSET:
         warnings.append(
             f"only {100 * with_onset:.0f} % of the beats have an onset: the pulse is sparse "
@@ -531,10 +534,9 @@ def _decide(
             f"downbeat uncertain: pulse {bar_phase + 1} of the found beats, or {where} "
             f"(confidence {downbeat_confidence:.2f})"
         )
-    radius = max(1, int(PEAK_WINDOW_S * FPS))
     pulses = np.arange(-1, grid.count + 1)
     beat_frames = phase + grid.period * pulses
-    inside = (beat_frames >= start - radius) & (beat_frames < stop)
+    inside = (beat_frames >= start - PEAK_RADIUS) & (beat_frames < stop)
     beat_frames, pulses = beat_frames[inside], pulses[inside]
 
     # The first bar line at or after the music starts (50 ms early allowed: a played note),

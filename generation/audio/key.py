@@ -178,7 +178,7 @@ def presence(notes: np.ndarray) -> np.ndarray:
     if notes.shape[1] == 0:
         return np.zeros((12, 0))
     # Audio shorter than a segment is one segment of all of it.
-    per_segment = max(1, min(round(SEGMENT_S * ANALYSIS_SR / HOP), notes.shape[1]))
+    per_segment = min(round(SEGMENT_S * ANALYSIS_SR / HOP), notes.shape[1])
     count = notes.shape[1] // per_segment
     summed = notes[:, : count * per_segment].reshape(12, count, per_segment).sum(axis=2)
     peak = summed.max(axis=0)

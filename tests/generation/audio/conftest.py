@@ -23,11 +23,15 @@ def clicks():
     return click_track()
 
 
+def _require_renderer() -> None:
+    assert shutil.which("fluidsynth"), "fluidsynth is missing: apt-get install fluidsynth"
+    assert SOUNDFONT.exists(), f"{SOUNDFONT} is missing: apt-get install fluid-soundfont-gm"
+
+
 @pytest.fixture(scope="session")
 def render_piece(tmp_path_factory: pytest.TempPathFactory):
     """``render_piece(style, seed, seconds)`` -> ``(audio [channels, samples], sr, Piece)``."""
-    assert shutil.which("fluidsynth"), "fluidsynth is missing: apt-get install fluidsynth"
-    assert SOUNDFONT.exists(), f"{SOUNDFONT} is missing: apt-get install fluid-soundfont-gm"
+    _require_renderer()
     folder = tmp_path_factory.mktemp("rendered")
     made: dict[tuple[str, int, float], tuple[np.ndarray, int, Piece]] = {}
 
@@ -47,8 +51,7 @@ def render_piece(tmp_path_factory: pytest.TempPathFactory):
 def render_chorale(tmp_path_factory: pytest.TempPathFactory):
     """``render_chorale(path, seed)`` -> ``(audio [channels, samples], sr, Piece)``: a Bach
     chorale excerpt from music21's corpus, as ``chorale_piece`` writes it for that seed."""
-    assert shutil.which("fluidsynth"), "fluidsynth is missing: apt-get install fluidsynth"
-    assert SOUNDFONT.exists(), f"{SOUNDFONT} is missing: apt-get install fluid-soundfont-gm"
+    _require_renderer()
     folder = tmp_path_factory.mktemp("chorales")
 
     def make(path: str, seed: int) -> tuple[np.ndarray, int, Piece]:
