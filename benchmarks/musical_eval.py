@@ -1,7 +1,7 @@
 """Beat, downbeat, tempo and key analysis on rendered multi-instrument music, side by side.
 
     .venv/bin/python -m benchmarks.musical_eval [--set dev|dev2|dev3|held-out|both|all]
-        [--peers PYTHON] [--analysers project,librosa]
+        [--pieces YOURS.json] [--peers PYTHON] [--analysers project,librosa]
 
 Builds (and caches under ``benchmarks/.cache/musical``) the pieces of
 ``benchmarks/musical_pieces.py``: multi-instrument arrangements and Bach chorales rendered
@@ -28,11 +28,15 @@ piece stretched by ``generation.audio.conform.conform`` to 8 % off its tempo wit
 tempo and downbeat, then checked in the output (exact length, and every bar line within
 20 ms of where it belongs, found from click markers carried through the stretch in an
 extra channel). ``truth`` runs the same conform with the true tempo and downbeat.
+
+``--pieces`` runs all of this on a set of your own instead (audio files and their truth
+listed in a JSON file, ``load_pieces``), so a set made elsewhere is measured the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import subprocess
@@ -140,7 +144,10 @@ def run_project(audio: np.ndarray, sr: int, piece: Piece) -> Result:
     except ValueError as error:
         logger.warning("%s: %s", piece.name, error)
     harmony = key.harmonic_chroma(audio, sr)
-    result["key"] = str(key.estimate_key(audio, sr, chroma=harmony))
+    found = key.estimate_key(audio, sr, chroma=harmony)
+    result["key"] = str(found)
+    result["key_uncertain"] = bool(found.warnings)
+    result["warnings"] = [*result.get("warnings", []), *found.warnings]
     if piece.chords:  # on the true bar lines: the chord reading apart from the downbeat
         result["chords"] = estimate_chords(
             audio, sr, piece.downbeats_s, piece.bar_s, chroma=harmony
@@ -184,13 +191,25 @@ LOCAL: dict[str, Callable[[np.ndarray, int, Piece], Result]] = {
 CONFORMED = ("project (before)", "project", "truth")
 
 
+def _peer_cache(piece: Piece, wav: Path) -> Path:
+    """Where a piece's peer results are kept: beside a rendering (its name holds a digest
+    of its notes and truth), or, for audio of a ``--pieces`` set, under ``CACHE`` by a digest
+    of the file and the meter the peers were given."""
+    if wav.parent == CACHE:
+        return wav.with_suffix(".peers.json")
+    digest = hashlib.sha1(wav.read_bytes() + piece.meter.encode()).hexdigest()[:16]
+    return CACHE / "external" / f"{digest}.peers.json"
+
+
 def run_peers(python: str, jobs: list[tuple[Piece, Path]]) -> list[dict[str, Result]]:
-    """Peer results per piece, cached next to each rendering (peers take ~15 s a piece)."""
-    cached = [wav.with_suffix(".peers.json") for _, wav in jobs]
-    missing = [job for job, path in zip(jobs, cached, strict=True) if not path.exists()]
+    """Peer results per piece, cached (``_peer_cache``: peers take ~15 s a piece)."""
+    cached = [_peer_cache(piece, wav) for piece, wav in jobs]
+    missing = [(job, path) for job, path in zip(jobs, cached, strict=True) if not path.exists()]
     if missing:
-        for (_, wav), result in zip(missing, _run_peers(python, missing), strict=True):
-            wav.with_suffix(".peers.json").write_text(json.dumps(result))
+        results = _run_peers(python, [job for job, _ in missing])
+        for (_, path), result in zip(missing, results, strict=True):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result))
     return [json.loads(path.read_text()) for path in cached]
 
 
@@ -211,6 +230,55 @@ def _run_peers(python: str, jobs: list[tuple[Piece, Path]]) -> list[dict[str, Re
             if "unavailable" in line:
                 logger.warning(line)
         return json.loads(out.read_text())
+
+
+def _truth_key(label: str | None) -> str | None:
+    """A key truth in the analysers' spelling ("Eb major" -> "D# major"); ``ValueError``
+    when it is not one of the 24 keys."""
+    if label is None:
+        return None
+    try:
+        tonic, mode = _parse_key(label) if len(str(label).split()) == 2 else (None, None)
+    except ValueError:  # a tonic that is no pitch class
+        tonic, mode = None, None
+    if tonic is None or mode not in ("major", "minor"):
+        raise ValueError(f"key {label!r} is not e.g. 'A minor' or 'Eb major'")
+    return f"{PITCH_CLASSES[tonic]} {mode}"
+
+
+def _piece_from_entry(entry: dict[str, Any], base: Path) -> tuple[Piece, Path]:
+    wav = (base / entry["audio"]).resolve()
+    meter = str(entry["meter"])
+    beats, unit = (int(x) for x in meter.split("/"))
+    bpm, first = float(entry["bpm"]), float(entry["first_downbeat_s"])
+    chords = tuple(entry.get("chords") or ())
+    for symbol in chords:
+        parse_chord(symbol)
+    duration = sf.info(str(wav)).duration
+    bar_s = beats * (4.0 / unit) * 60.0 / bpm
+    downbeats = tuple(first + k * bar_s for k in range(int((duration - first) / bar_s) + 1))
+    name = str(entry.get("name") or Path(entry["audio"]).stem)
+    key = _truth_key(entry.get("key"))
+    return Piece(name, "yours", bpm, meter, key, first, downbeats, 0.0, 0.0, chords), wav
+
+
+def load_pieces(spec: Path) -> list[tuple[Piece, Path]]:
+    """A set of your own, from the JSON file ``spec``: a list of objects with ``audio`` (a
+    file soundfile reads, relative to ``spec``), ``bpm`` (quarter notes per minute),
+    ``meter`` ("4/4", "3/4", "6/8", ...), ``first_downbeat_s`` (seconds into the audio),
+    ``key`` ("A minor", "Eb major" or null) and optionally ``chords`` (one symbol per bar
+    from the first downbeat) and ``name``. Bar lines are every bar from the first downbeat
+    to the end of the audio. Raises ``ValueError`` naming the entry that is not usable."""
+    entries = json.loads(spec.read_text())
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{spec}: expected a non-empty JSON list of pieces")
+    out = []
+    for i, entry in enumerate(entries):
+        try:
+            out.append(_piece_from_entry(entry, spec.parent))
+        except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"{spec} piece {i}: {type(error).__name__} {error}") from error
+    return out
 
 
 # --- conform check -------------------------------------------------------------------------
@@ -290,6 +358,8 @@ def score(piece: Piece, result: Result | None) -> dict[str, float | None]:
             "phase": None,
             "key": None,
             "chords": None,
+            "uncertain_wrong": None,
+            "uncertain_right": None,
         }
     bpm, first = result.get("bpm"), result.get("first_downbeat_s")
     tempo = metrical = downbeat = phase = None
@@ -309,6 +379,8 @@ def score(piece: Piece, result: Result | None) -> dict[str, float | None]:
             and min(abs(first - d) for d in piece.downbeats_s) <= DOWNBEAT_TOLERANCE_S
         )
     key = mirex_key_score(piece.key, result.get("key")) if piece.key else None
+    # Whether a key reported uncertain was wrong or right (analysers that report it only).
+    flagged = result.get("key_uncertain")
     return {
         "tempo": tempo,
         "metrical": metrical,
@@ -316,13 +388,21 @@ def score(piece: Piece, result: Result | None) -> dict[str, float | None]:
         "phase": phase,
         "key": key,
         "chords": chord_score(piece, result.get("chords")),
+        "uncertain_wrong": float(flagged)
+        if flagged is not None and key is not None and key < 1
+        else None,
+        "uncertain_right": float(flagged) if flagged is not None and key == 1 else None,
     }
 
 
 def evaluate(
-    which: str, peers_python: str | None, verbose: bool, analysers: tuple[str, ...] = tuple(LOCAL)
+    which: str,
+    pieces: list[tuple[Piece, Path]],
+    peers_python: str | None,
+    verbose: bool,
+    analysers: tuple[str, ...] = tuple(LOCAL),
 ) -> dict[str, Any]:
-    pieces = build_set(which, CACHE)
+    """Every analyser on ``pieces`` (named ``which`` in the table), scored."""
     names = [n for n in LOCAL if n in analysers or n == "truth"]
     rows: dict[str, list[dict[str, float | None]]] = {n: [] for n in names}
     conform: dict[str, list[bool]] = {n: [] for n in CONFORMED if n in names}
@@ -386,6 +466,15 @@ def _total(values: list[float | None], mean: bool = False) -> str:
     return f"{np.mean(present):.3f}" if mean else f"{int(sum(present))}"
 
 
+def _flagged(rows: list[dict[str, float | None]]) -> str:
+    """ "a of b, c of d": keys reported uncertain among the wrong and the right ones."""
+    counts = []
+    for field in ("uncertain_wrong", "uncertain_right"):
+        present = [r[field] for r in rows if r.get(field) is not None]
+        counts.append(f"{int(sum(present))} of {len(present)}")
+    return "-" if all(c.endswith(" of 0") for c in counts) else ", ".join(counts)
+
+
 def table(report: dict[str, Any]) -> str:
     rows, conform = report["rows"], report["conform"]
     names = [n for n in rows if n != "truth"] + ["truth"]
@@ -402,6 +491,12 @@ def table(report: dict[str, Any]) -> str:
     for field, label, mean in labels:
         cells = [_total([r[field] for r in rows[n]], mean) for n in names]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    cells = [_flagged(rows[n]) for n in names]
+    lines.append(
+        "| keys reported uncertain: of the wrong ones, of the right ones | "
+        + " | ".join(cells)
+        + " |"
+    )
     cells = [str(sum(conform[n])) if n in conform else "-" for n in names]
     lines.append("| conform: length + tempo + every bar line | " + " | ".join(cells) + " |")
     cells = [f"{report['seconds'][n]:.1f}" if n in report["seconds"] else "-" for n in names]
@@ -422,6 +517,12 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(n for n in LOCAL if n != "truth"),
         help="comma-separated local analysers to run (truth always runs)",
     )
+    parser.add_argument(
+        "--pieces",
+        type=Path,
+        help="a JSON file listing audio of your own with its truth (see load_pieces): "
+        "evaluated instead of --set",
+    )
     parser.add_argument("--peers", help="a Python with essentia and/or madmom installed")
     parser.add_argument("--verbose", action="store_true", help="one line per piece")
     parser.add_argument("--json", type=Path, help="write the raw scores here")
@@ -432,7 +533,16 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [a for a in analysers if a not in LOCAL]
     if unknown:
         parser.error(f"unknown analysers {unknown}; known: {list(LOCAL)}")
-    reports = [evaluate(which, args.peers, args.verbose, analysers) for which in sets]
+    if args.pieces is not None:
+        try:
+            named = [(args.pieces.stem, load_pieces(args.pieces))]
+        except (OSError, ValueError) as error:
+            parser.error(str(error))
+    else:
+        named = [(which, build_set(which, CACHE)) for which in sets]
+    reports = [
+        evaluate(which, pieces, args.peers, args.verbose, analysers) for which, pieces in named
+    ]
     for report in reports:
         sys.stdout.write(table(report) + "\n\n")
     if args.json:

@@ -48,17 +48,6 @@ class TempoEstimate:
     warnings: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Key:
-    """``tonic`` one of ``PITCH_CLASSES`` (sharps), ``mode`` "major" or "minor"."""
-
-    tonic: str
-    mode: str
-
-    def __str__(self) -> str:
-        return f"{self.tonic} {self.mode}"
-
-
 def _mono_for_analysis(audio: np.ndarray, sr: int) -> np.ndarray:
     mono = as_2d(audio).mean(axis=0)
     if sr != ANALYSIS_SR:
@@ -149,9 +138,8 @@ def locate_downbeat(audio: np.ndarray, sr: int, near_s: float) -> float:
 
 def estimate_key(
     audio: np.ndarray, sr: int, *, chroma: key_analysis.HarmonicChroma | None = None
-) -> Key:
-    """Key of ``audio`` (``[channels, samples]``); ``chroma``: its
-    ``key_analysis.harmonic_chroma`` when already computed. Raises ``ValueError`` for
-    silence."""
-    found = key_analysis.estimate_key(audio, sr, chroma=chroma)
-    return Key(tonic=found.tonic, mode=found.mode)
+) -> key_analysis.KeyEstimate:
+    """Key of ``audio`` (``[channels, samples]``) with its confidence, runner-up and
+    warnings; ``chroma``: its ``key_analysis.harmonic_chroma`` when already computed.
+    Raises ``ValueError`` for silence."""
+    return key_analysis.estimate_key(audio, sr, chroma=chroma)

@@ -24,7 +24,9 @@ above it count: short stabs and busy drums otherwise flatten the chroma).
   from outweighing the rest: a chorale excerpt that moves to the dominant keeps its key.
 
 The score is the log-likelihood plus ``PROFILE_WEIGHT`` times the correlation; the best key
-wins, and the confidence is its margin over the runner-up (``CONFIDENT_MARGIN``).
+wins, and the confidence is its margin over the runner-up (``CONFIDENT_MARGIN``). Below
+``LOW_CONFIDENCE`` the estimate carries a warning naming that runner-up, which is most often
+the right key when the winner is wrong (a key and its dominant, or its relative).
 """
 
 from __future__ import annotations
@@ -79,23 +81,36 @@ QUIET = 0.05  # segments below this fraction of the loudest segment's peak are l
 # segment. Measured (benchmarks/RESULTS.md, fourth round): 1 to 4 give the same keys on
 # the evaluation's MIDI notes and within one piece on its audio.
 PROFILE_WEIGHT = 2.0
-# The winner's margin over the runner-up that counts as full confidence. On the evaluation
-# set every wrong key had a margin under 0.5 and the median margin was 1.15.
+# The winner's margin over the runner-up that counts as full confidence: the median margin
+# on the evaluation set (benchmarks/musical_eval.py) is about 1.
 CONFIDENT_MARGIN = 1.0
+# Below this confidence the key is reported as uncertain. Measured on the evaluation's 102
+# pieces with a key (benchmarks/RESULTS.md): it flags 7 of the 9 wrong keys, whose runner-up
+# was the right key in all 7, and 10 of the 93 right ones.
+LOW_CONFIDENCE = 0.5
 
 
 @dataclass(frozen=True)
 class KeyEstimate:
     """``tonic`` one of ``PITCH_CLASSES`` (sharps), ``mode`` "major" or "minor";
-    ``confidence`` in [0, 1]; ``tuning_cents`` the measured deviation from A440."""
+    ``confidence`` in [0, 1]; ``runner_up`` the second-best key ("C major") or None;
+    ``tuning_cents`` the measured deviation from A440."""
 
     tonic: str
     mode: str
     confidence: float = 0.0
     tuning_cents: float = 0.0
+    runner_up: str | None = None
 
     def __str__(self) -> str:
         return f"{self.tonic} {self.mode}"
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What could not be decided: a key below ``LOW_CONFIDENCE``, with its runner-up."""
+        if self.confidence >= LOW_CONFIDENCE or self.runner_up is None:
+            return ()
+        return (f"key uncertain: {self}, or {self.runner_up} (confidence {self.confidence:.2f})",)
 
 
 def _mono(audio: np.ndarray, sr: int) -> np.ndarray:
@@ -220,11 +235,13 @@ def estimate_key(
         float(bass.sum()), 1e-9
     )
     scores = presence_scores(presence(analysis.notes)) + PROFILE_WEIGHT * key_scores(total, profile)
-    flat = np.sort(scores.ravel())[::-1]
-    mode, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    # Ranked best first; the flat index is mode * 12 + tonic.
+    best, second = np.argsort(-scores.ravel(), kind="stable")[:2]
+    margin = float(scores.flat[best] - scores.flat[second])
     return KeyEstimate(
-        tonic=PITCH_CLASSES[int(tonic)],
-        mode=MODES[int(mode)],
-        confidence=round(float(np.clip((flat[0] - flat[1]) / CONFIDENT_MARGIN, 0.0, 1.0)), 3),
+        tonic=PITCH_CLASSES[int(best) % 12],
+        mode=MODES[int(best) // 12],
+        confidence=round(float(np.clip(margin / CONFIDENT_MARGIN, 0.0, 1.0)), 3),
         tuning_cents=round(analysis.tuning_cents, 1),
+        runner_up=f"{PITCH_CLASSES[int(second) % 12]} {MODES[int(second) // 12]}",
     )

@@ -35,7 +35,8 @@ class TrackAnalysis:
     ``first_downbeat_s`` (seconds) or None without a steady beat, ``key`` ("A minor") or
     None, its length in seconds, sample rate (Hz), channel count and what went wrong;
     ``chords`` one symbol per bar from the first downbeat (``generation.audio.chords``
-    grammar); the analysis' confidences in [0, 1] (None where nothing was found)."""
+    grammar); the analysis' confidences in [0, 1] (None where nothing was found): a key
+    below ``generation.audio.key.LOW_CONFIDENCE`` also has a warning naming the runner-up."""
 
     bpm: float | None
     first_downbeat_s: float | None
@@ -47,6 +48,7 @@ class TrackAnalysis:
     chords: tuple[str, ...] = ()
     tempo_confidence: float | None = None
     downbeat_confidence: float | None = None
+    key_confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -140,10 +142,13 @@ def _analyze(excerpt: np.ndarray, sr: int, time_signature: str) -> TrackAnalysis
     except ValueError as error:
         warnings.append(f"tempo not detected: {error}")
     key: str | None = None
+    key_confidence: float | None = None
     harmony: HarmonicChroma | None = None
     try:
         harmony = harmonic_chroma(excerpt, sr)  # computed once: the key and chords share it
-        key = str(analysis.estimate_key(excerpt, sr, chroma=harmony))
+        found = analysis.estimate_key(excerpt, sr, chroma=harmony)
+        key, key_confidence = str(found), found.confidence
+        warnings.extend(found.warnings)
     except ValueError as error:
         warnings.append(f"key not detected: {error}")
     chords: list[str] = []
@@ -164,4 +169,5 @@ def _analyze(excerpt: np.ndarray, sr: int, time_signature: str) -> TrackAnalysis
         chords=tuple(chords),
         tempo_confidence=None if estimate is None else estimate.tempo_confidence,
         downbeat_confidence=None if estimate is None else estimate.downbeat_confidence,
+        key_confidence=key_confidence,
     )

@@ -1,11 +1,12 @@
-"""The musical evaluation's truth: which pieces carry a key, and how chords are scored."""
+"""The musical evaluation's truth: which pieces carry a key, how chords are scored and how
+keys reported uncertain are counted."""
 
 from __future__ import annotations
 
 import pretty_midi
 import pytest
 
-from benchmarks.musical_eval import chord_score
+from benchmarks.musical_eval import _flagged, chord_score, score
 from benchmarks.musical_pieces import Piece, _mode_is_heard, write_piece
 
 D = 2  # pitch class of D
@@ -52,3 +53,17 @@ def test_chords_are_scored_by_root_and_third() -> None:
     assert chord_score(piece, ["Am", "F"]) == 0.5  # bars not found count as wrong
     assert chord_score(_piece(()), ["Am"]) is None
     assert chord_score(piece, None) is None
+
+
+def test_keys_reported_uncertain_are_counted_among_the_wrong_and_the_right() -> None:
+    piece = _piece(("Am",))
+    results = [
+        {"key": "C major", "key_uncertain": True},  # relative: wrong, flagged
+        {"key": "E minor", "key_uncertain": False},  # wrong, not flagged
+        {"key": "A minor", "key_uncertain": True},  # right, flagged
+        {"key": "A minor", "key_uncertain": False},
+        {"key": "A minor", "key_uncertain": False},
+    ]
+    rows = [score(piece, r) for r in results]
+    assert _flagged(rows) == "1 of 2, 1 of 3"
+    assert _flagged([score(piece, {"key": "A minor"})]) == "-"  # a peer: does not report it

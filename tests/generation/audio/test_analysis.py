@@ -2,7 +2,7 @@
 
 import pytest
 
-from generation.audio.analysis import Key, estimate_key, estimate_tempo
+from generation.audio.analysis import estimate_key, estimate_tempo
 from tests.synthetic_audio import FIRST_HIT_S, SOURCE_BPM, SR, chord_pad
 
 
@@ -20,19 +20,19 @@ def test_estimate_tempo_finds_the_source_tempo_and_downbeat(clicks):
         # C - F - G - C
         (
             [(48, 52, 55, 60), (53, 57, 60, 65), (55, 59, 62, 67), (48, 52, 55, 60)],
-            Key("C", "major"),
+            "C major",
         ),
         # Am - Dm - E - Am
         (
             [(45, 57, 60, 64), (50, 57, 62, 65), (52, 56, 59, 64), (45, 57, 60, 64)],
-            Key("A", "minor"),
+            "A minor",
         ),
         # D - G - A - D
         (
             [(50, 54, 57, 62), (55, 59, 62, 67), (57, 61, 64, 69), (50, 54, 57, 62)],
-            Key("D", "major"),
+            "D major",
         ),
     ],
 )
 def test_estimate_key_on_chord_progressions(chords, expected):
-    assert estimate_key(chord_pad(chords), SR) == expected
+    assert str(estimate_key(chord_pad(chords), SR)) == expected

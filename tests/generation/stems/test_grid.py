@@ -140,7 +140,20 @@ def test_analyze_track_finds_tempo_downbeat_and_key():
     assert analysis.bpm == 112.0  # snapped: measured within 0.05 BPM
     assert analysis.first_downbeat_s == pytest.approx(downbeat, abs=0.01)
     assert analysis.key == "A minor"
+    assert analysis.key_confidence >= key_analysis.LOW_CONFIDENCE
     assert analysis.warnings == ()
+    assert TrackAnalysis.from_dict(analysis.to_dict()) == analysis
+
+
+def test_analyze_track_reports_a_key_it_cannot_decide():
+    # Am and C major triads in turn, the same notes in each: A minor or its relative major.
+    pad = chord_pad([(45, 57, 60, 64), (48, 55, 60, 64)] * 4, 1.0)
+    analysis = analyze_track(pad, SR)
+    assert analysis.key_confidence is not None
+    assert analysis.key_confidence < key_analysis.LOW_CONFIDENCE
+    uncertain = [w for w in analysis.warnings if w.startswith("key uncertain")]
+    assert len(uncertain) == 1
+    assert {"A minor", "C major"} == {analysis.key, uncertain[0].split(", or ")[1].split(" (")[0]}
     assert TrackAnalysis.from_dict(analysis.to_dict()) == analysis
 
 
