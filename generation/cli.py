@@ -282,6 +282,8 @@ def _generate(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise InvalidRequestError(str(error)) from None
         logger.info("%s: %s BPM, %s", args.follow, upload.bpm, upload.key)
+        for warning in upload.warnings:  # what the analysis could not decide, as the service
+            logger.warning("%s: %s", args.follow, warning)
     try:
         plan = plan_grid(request.parameters, upload, seed=request.seed)
     except ValueError as error:
@@ -298,6 +300,7 @@ def _generate(args: argparse.Namespace) -> int:
         records,
         plan=plan,
         upload=upload,
+        warnings=[f"upload: {w}" for w in upload.warnings] if upload is not None else (),
         audio=[item.audio for item in rendered],
         model_id=model_id,
         started_at=started_at,

@@ -15,7 +15,7 @@ from generation.audio.codecs import encode_audio
 from generation.request import OutputFormat
 from generation.stems.output import LocalFolder
 from tests.studio_sets import write_set
-from tests.synthetic_audio import SR, demo_track
+from tests.synthetic_audio import SR, chord_pad, demo_track
 
 
 def run_cli(*args, env_extra=None):
@@ -156,6 +156,35 @@ def test_generate_follows_a_track_in_bars_and_writes_the_mix(tiny_checkpoint, tm
         assert "in A minor" in entry["prompt"] and "112 bpm" in entry["prompt"]
     assert manifest["mix"]["file"] == "mix.wav" and manifest["mix"]["samples"] == two_bars
     assert sf.info(str(out / "mix.wav")).frames == two_bars
+
+
+def test_generate_reports_what_the_followed_track_could_not_decide(tiny_checkpoint, tmp_path):
+    # Am and C in turn, a chord a second: A minor or C major cannot be told.
+    track = tmp_path / "pad.wav"
+    pad = chord_pad([(45, 57, 60, 64), (48, 55, 60, 64)] * 4, 1.0)
+    track.write_bytes(encode_audio(pad, SR, OutputFormat.WAV))
+    out = tmp_path / "out"
+    result = run_cli(
+        "generate",
+        "--stems",
+        "bass",
+        "--follow",
+        str(track),
+        "--duration",
+        "1",
+        "--out",
+        str(out),
+        "--model",
+        str(tiny_checkpoint),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "key uncertain" in result.stderr  # said while it runs, even with --quiet
+    manifest = json.loads((out / "manifest.json").read_text())
+    upload = manifest["musical"]["upload"]
+    assert upload["key_confidence"] < 0.5
+    assert [w for w in manifest["warnings"] if w.startswith("upload: key uncertain")]
+    assert {f"upload: {w}" for w in upload["warnings"]} <= set(manifest["warnings"])
 
 
 def test_generate_refuses_bars_without_a_tempo(tiny_checkpoint, tmp_path):
