@@ -21,9 +21,11 @@ column per analyser:
 Rows: tempo within 0.5 BPM of the truth (quarter notes per minute); tempo right up to
 metrical errors (x2, x3, x1/2, x1/3, x3/2, x2/3 within 4 %); the first downbeat within
 20 ms; some downbeat within 20 ms (the bar phase); key, MIREX weighted score (1 right,
-0.5 a fifth above, 0.3 relative, 0.2 parallel; pieces with a key truth); chords per bar
+0.5 a fifth above, 0.3 relative, 0.2 parallel; pieces with a key truth); how many wrong
+and right keys the project reported uncertain (its warning); chords per bar
 (the project's ``estimate_chords`` on the true bar lines, right when root and major/minor
-third match the score's chord; the mean share of bars over the arrangements); and conform: the
+third match the score's chord, and again when root and quality, sevenths included, match;
+the mean share of bars over the arrangements); and conform: the
 piece stretched by ``generation.audio.conform.conform`` to 8 % off its tempo with the analyser's
 tempo and downbeat, then checked in the output (exact length, and every bar line within
 20 ms of where it belongs, found from click markers carried through the stretch in an
@@ -341,11 +343,19 @@ def _triad(symbol: str) -> tuple[int, bool]:
     return chord.root, 3 in QUALITIES[chord.quality]
 
 
-def chord_score(piece: Piece, found: list[str] | None) -> float | None:
-    """The share of ``piece``'s bars whose chord ``found`` names by root and major/minor."""
+def _quality(symbol: str) -> tuple[int, str]:
+    """A chord symbol's root pitch class and quality (its bass left aside)."""
+    chord = parse_chord(symbol)
+    return chord.root, chord.quality
+
+
+def chord_score(piece: Piece, found: list[str] | None, *, exact: bool = False) -> float | None:
+    """The share of ``piece``'s bars whose chord ``found`` names by root and major/minor
+    (``exact``: by root and quality, sevenths included)."""
     if not piece.chords or found is None:
         return None
-    right = sum(_triad(t) == _triad(f) for t, f in zip(piece.chords, found, strict=False))
+    same = _quality if exact else _triad
+    right = sum(same(t) == same(f) for t, f in zip(piece.chords, found, strict=False))
     return right / len(piece.chords)
 
 
@@ -358,6 +368,7 @@ def score(piece: Piece, result: Result | None) -> dict[str, float | None]:
             "phase": None,
             "key": None,
             "chords": None,
+            "chords_exact": None,
             "uncertain_wrong": None,
             "uncertain_right": None,
         }
@@ -388,6 +399,7 @@ def score(piece: Piece, result: Result | None) -> dict[str, float | None]:
         "phase": phase,
         "key": key,
         "chords": chord_score(piece, result.get("chords")),
+        "chords_exact": chord_score(piece, result.get("chords"), exact=True),
         "uncertain_wrong": float(flagged)
         if flagged is not None and key is not None and key < 1
         else None,
@@ -487,6 +499,7 @@ def table(report: dict[str, Any]) -> str:
         ("phase", "a downbeat within 20 ms (bar phase)", False),
         ("key", f"key, MIREX weighted ({report['keyed']} pieces)", True),
         ("chords", "chords per bar, root and major/minor, true bar lines (mean)", True),
+        ("chords_exact", "chords per bar, root and quality (sevenths too), true bar lines", True),
     )
     for field, label, mean in labels:
         cells = [_total([r[field] for r in rows[n]], mean) for n in names]

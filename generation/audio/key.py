@@ -138,6 +138,15 @@ class HarmonicChroma:
     middle: np.ndarray
     notes: np.ndarray
 
+    def profile(self, frames: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """What the key and the chords weigh (12, C first): the middle register over
+        ``frames``, plus the bass register counted again (``BASS_WEIGHT``), each summed
+        and normalised to 1 (a silent register adds nothing)."""
+        middle, bass = self.middle[:, frames].sum(axis=1), self.bass[:, frames].sum(axis=1)
+        return middle / max(float(middle.sum()), 1e-9) + BASS_WEIGHT * bass / max(
+            float(bass.sum()), 1e-9
+        )
+
 
 def harmonic_chroma(audio: np.ndarray, sr: int) -> HarmonicChroma:
     """Tuning-corrected chroma of ``audio``'s harmonic part. Raises ``ValueError`` for silence."""
@@ -230,11 +239,9 @@ def estimate_key(
     Raises ``ValueError`` for silence.
     """
     analysis = chroma if chroma is not None else harmonic_chroma(audio, sr)
-    middle, bass = analysis.middle.sum(axis=1), analysis.bass.sum(axis=1)
-    total = middle / max(float(middle.sum()), 1e-9) + BASS_WEIGHT * bass / max(
-        float(bass.sum()), 1e-9
+    scores = presence_scores(presence(analysis.notes)) + PROFILE_WEIGHT * key_scores(
+        analysis.profile(), profile
     )
-    scores = presence_scores(presence(analysis.notes)) + PROFILE_WEIGHT * key_scores(total, profile)
     # Ranked best first; the flat index is mode * 12 + tonic.
     best, second = np.argsort(-scores.ravel(), kind="stable")[:2]
     margin = float(scores.flat[best] - scores.flat[second])

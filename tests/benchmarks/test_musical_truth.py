@@ -49,6 +49,7 @@ def _piece(chords: tuple[str, ...]) -> Piece:
 def test_chords_are_scored_by_root_and_third() -> None:
     piece = _piece(("Am", "F", "C", "G7"))
     assert chord_score(piece, ["Am7", "F/A", "Cmaj7", "G"]) == 1.0  # sevenths, inversions
+    assert chord_score(piece, ["Am7", "F/A", "Cmaj7", "G7"], exact=True) == 0.5  # Am7, Cmaj7
     assert chord_score(piece, ["A", "F", "Cm", "E"]) == 0.25  # wrong third twice, wrong root
     assert chord_score(piece, ["Am", "F"]) == 0.5  # bars not found count as wrong
     assert chord_score(_piece(()), ["Am"]) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.musical_eval import chord_score
 from generation.audio.chords import estimate_chords, parse_chord, parse_progression
 from generation.audio.key import estimate_key, harmonic_chroma
 from tests.synthetic_audio import SR, chord_pad
@@ -62,3 +63,21 @@ def test_a_precomputed_chroma_gives_the_same_key_and_chords() -> None:
     assert estimate_key(audio, SR, chroma=chroma) == estimate_key(audio, SR)
     with_chroma = estimate_chords(audio, SR, starts, bar_s, chroma=chroma)
     assert with_chroma == estimate_chords(audio, SR, starts, bar_s) == ["Am", "F", "C", "G"]
+
+
+@pytest.mark.parametrize(
+    ("style", "seed", "at_least"),
+    [
+        # Minor chords over a bass line: by the full chroma, whose top octaves hold the
+        # notes' overtones (fifths and major thirds), Gm Cm were G C (3 bars of 11 right).
+        ("offbeat_hats", 210, 0.7),
+        # Em heard as Cmaj7 twice by the full chroma (7 of 11 right).
+        ("bossa", 19, 1.0),
+    ],
+)
+def test_rendered_chords_are_read_from_the_middle_register_and_bass(
+    render_piece, style: str, seed: int, at_least: float
+) -> None:
+    audio, sr, piece = render_piece(style, seed, 22.0)  # as in the evaluation's sets
+    found = estimate_chords(audio, sr, piece.downbeats_s, piece.bar_s)
+    assert chord_score(piece, found) >= at_least, (piece.chords, found)
