@@ -41,6 +41,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import subprocess
 import sys
 import tempfile
@@ -54,7 +55,8 @@ import numpy as np
 import soundfile as sf
 
 from benchmarks.musical_pieces import PITCH_CLASSES, SETS, Piece, build_set
-from generation.audio.harmony import QUALITIES, parse_chord
+from generation.audio.beats import parse_meter
+from generation.audio.harmony import QUALITIES, note_pitch_class, parse_chord, parse_key
 
 logger = logging.getLogger("musical_eval")
 
@@ -136,6 +138,9 @@ def run_project_before(audio: np.ndarray, sr: int, piece: Piece) -> Result:
 def run_project(audio: np.ndarray, sr: int, piece: Piece) -> Result:
     from generation.audio import beats, key
     from generation.audio.chords import estimate_chords
+    from generation.stems.track import MAX_ANALYSIS_SECONDS
+
+    audio = audio[:, : int(MAX_ANALYSIS_SECONDS * sr)]  # what the service reads of an upload
 
     result: Result = {"bpm": None, "first_downbeat_s": None, "key": None}
     try:
@@ -239,38 +244,58 @@ def _truth_key(label: str | None) -> str | None:
     when it is not one of the 24 keys."""
     if label is None:
         return None
-    try:
-        tonic, mode = _parse_key(label) if len(str(label).split()) == 2 else (None, None)
-    except ValueError:  # a tonic that is no pitch class
-        tonic, mode = None, None
-    if tonic is None or mode not in ("major", "minor"):
-        raise ValueError(f"key {label!r} is not e.g. 'A minor' or 'Eb major'")
-    return f"{PITCH_CLASSES[tonic]} {mode}"
+    tonic, mode = parse_key(str(label)).split()
+    return f"{PITCH_CLASSES[note_pitch_class(tonic)]} {mode}"
+
+
+MIN_BARS = 3  # a piece of your own needs this many whole bars (the conform check cuts 1 to 8)
 
 
 def _piece_from_entry(entry: dict[str, Any], base: Path) -> tuple[Piece, Path]:
+    """One entry of ``load_pieces``'s list as a ``Piece`` and its audio file; ``ValueError``
+    (or ``KeyError``/``TypeError``) saying what is wrong."""
     wav = (base / entry["audio"]).resolve()
     meter = str(entry["meter"])
-    beats, unit = (int(x) for x in meter.split("/"))
+    beats, unit = parse_meter(meter)
     bpm, first = float(entry["bpm"]), float(entry["first_downbeat_s"])
-    chords = tuple(entry.get("chords") or ())
+    if not (math.isfinite(bpm) and bpm > 0):
+        raise ValueError(f"bpm must be a positive number of quarter notes a minute, got {bpm}")
+    chords = entry.get("chords") or []
+    if not isinstance(chords, list):
+        raise TypeError(f"chords must be a list of symbols, one per bar, got {chords!r}")
     for symbol in chords:
-        parse_chord(symbol)
-    duration = sf.info(str(wav)).duration
+        parse_chord(str(symbol))
+    duration = sf.info(str(wav)).duration  # seconds
+    if not 0.0 <= first < duration:
+        raise ValueError(f"first_downbeat_s {first} is not within the audio (0-{duration:.2f} s)")
     bar_s = beats * (4.0 / unit) * 60.0 / bpm
-    downbeats = tuple(first + k * bar_s for k in range(int((duration - first) / bar_s) + 1))
-    name = str(entry.get("name") or Path(entry["audio"]).stem)
-    key = _truth_key(entry.get("key"))
-    return Piece(name, "yours", bpm, meter, key, first, downbeats, 0.0, 0.0, chords), wav
+    whole_bars = int((duration - first) / bar_s)
+    if whole_bars < MIN_BARS:
+        raise ValueError(f"{whole_bars} whole bars after the first downbeat; at least {MIN_BARS}")
+    piece = Piece(
+        name=str(entry.get("name") or Path(entry["audio"]).stem),
+        style="yours",
+        bpm=bpm,
+        meter=meter,
+        key=_truth_key(entry.get("key")),
+        first_downbeat_s=first,
+        downbeats_s=tuple(first + k * bar_s for k in range(whole_bars)),
+        lead_in_s=0.0,
+        pickup_beats=0.0,
+        chords=tuple(str(c) for c in chords),
+    )
+    return piece, wav
 
 
 def load_pieces(spec: Path) -> list[tuple[Piece, Path]]:
     """A set of your own, from the JSON file ``spec``: a list of objects with ``audio`` (a
     file soundfile reads, relative to ``spec``), ``bpm`` (quarter notes per minute),
-    ``meter`` ("4/4", "3/4", "6/8", ...), ``first_downbeat_s`` (seconds into the audio),
-    ``key`` ("A minor", "Eb major" or null) and optionally ``chords`` (one symbol per bar
-    from the first downbeat) and ``name``. Bar lines are every bar from the first downbeat
-    to the end of the audio. Raises ``ValueError`` naming the entry that is not usable."""
+    ``meter`` ("4/4", "3/4", "6/8", ...; ``bpm`` still counts quarter notes in 6/8),
+    ``first_downbeat_s`` (seconds into the audio), optionally ``key`` ("A minor", "Eb major";
+    absent or null: no key truth), ``chords`` (a list, one symbol per bar from the first
+    downbeat) and ``name``. Bar lines are the starts of the whole bars from the first
+    downbeat to the end of the audio (at least ``MIN_BARS``). Raises ``ValueError`` naming
+    the entry that is not usable."""
     entries = json.loads(spec.read_text())
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{spec}: expected a non-empty JSON list of pieces")
@@ -279,7 +304,7 @@ def load_pieces(spec: Path) -> list[tuple[Piece, Path]]:
         try:
             out.append(_piece_from_entry(entry, spec.parent))
         except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as error:
-            raise ValueError(f"{spec} piece {i}: {type(error).__name__} {error}") from error
+            raise ValueError(f"{spec} piece {i}: {type(error).__name__}: {error}") from error
     return out
 
 
@@ -359,19 +384,23 @@ def chord_score(piece: Piece, found: list[str] | None, *, exact: bool = False) -
     return right / len(piece.chords)
 
 
+SCORES = (
+    "tempo",
+    "metrical",
+    "downbeat",
+    "phase",
+    "key",
+    "chords",
+    "chords_exact",
+    "uncertain_wrong",
+    "uncertain_right",
+)
+
+
 def score(piece: Piece, result: Result | None) -> dict[str, float | None]:
+    """Each of ``SCORES`` for one analyser's ``result`` on ``piece`` (None: not scored)."""
     if result is None or "error" in result:
-        return {
-            "tempo": None,
-            "metrical": None,
-            "downbeat": None,
-            "phase": None,
-            "key": None,
-            "chords": None,
-            "chords_exact": None,
-            "uncertain_wrong": None,
-            "uncertain_right": None,
-        }
+        return dict.fromkeys(SCORES)
     bpm, first = result.get("bpm"), result.get("first_downbeat_s")
     tempo = metrical = downbeat = phase = None
     if bpm is not None:
@@ -483,8 +512,10 @@ def _flagged(rows: list[dict[str, float | None]]) -> str:
     counts = []
     for field in ("uncertain_wrong", "uncertain_right"):
         present = [r[field] for r in rows if r.get(field) is not None]
-        counts.append(f"{int(sum(present))} of {len(present)}")
-    return "-" if all(c.endswith(" of 0") for c in counts) else ", ".join(counts)
+        counts.append((int(sum(present)), len(present)))
+    if not any(total for _, total in counts):
+        return "-"
+    return ", ".join(f"{flagged} of {total}" for flagged, total in counts)
 
 
 def table(report: dict[str, Any]) -> str:
@@ -499,7 +530,11 @@ def table(report: dict[str, Any]) -> str:
         ("phase", "a downbeat within 20 ms (bar phase)", False),
         ("key", f"key, MIREX weighted ({report['keyed']} pieces)", True),
         ("chords", "chords per bar, root and major/minor, true bar lines (mean)", True),
-        ("chords_exact", "chords per bar, root and quality (sevenths too), true bar lines", True),
+        (
+            "chords_exact",
+            "chords per bar, root and quality (sevenths too), true bar lines (mean)",
+            True,
+        ),
     )
     for field, label, mean in labels:
         cells = [_total([r[field] for r in rows[n]], mean) for n in names]
@@ -519,7 +554,8 @@ def table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--set",
         choices=(*SETS, "both", "all"),
         default="both",
@@ -530,11 +566,11 @@ def main(argv: list[str] | None = None) -> None:
         default=",".join(n for n in LOCAL if n != "truth"),
         help="comma-separated local analysers to run (truth always runs)",
     )
-    parser.add_argument(
+    which.add_argument(
         "--pieces",
         type=Path,
-        help="a JSON file listing audio of your own with its truth (see load_pieces): "
-        "evaluated instead of --set",
+        help="a JSON file listing audio of your own with its truth (bpm in quarter notes a "
+        "minute; see load_pieces), evaluated instead of a built-in set",
     )
     parser.add_argument("--peers", help="a Python with essentia and/or madmom installed")
     parser.add_argument("--verbose", action="store_true", help="one line per piece")

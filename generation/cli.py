@@ -66,7 +66,7 @@ from generation.stems.output import LocalFolder, finish_set, write_stem
 from generation.stems.prompts import known_stems
 from generation.stems.record import RenderedStem
 from generation.stems.render import render_stems, stem_melody
-from generation.stems.track import excerpt_for_stems, read_track
+from generation.stems.track import as_set_warnings, excerpt_for_stems, read_track
 from generation.studio import local as studio_local
 
 logger = logging.getLogger("generation")
@@ -300,7 +300,7 @@ def _generate(args: argparse.Namespace) -> int:
         records,
         plan=plan,
         upload=upload,
-        warnings=[f"upload: {w}" for w in upload.warnings] if upload is not None else (),
+        warnings=as_set_warnings(upload.warnings) if upload is not None else (),
         audio=[item.audio for item in rendered],
         model_id=model_id,
         started_at=started_at,

@@ -43,6 +43,7 @@ import azure.durable_functions as df
 from azure.durable_functions.models.Task import TaskBase, TaskState
 
 from generation.stems.record import StemRecord
+from generation.stems.track import as_set_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def orchestrate(context: df.DurableOrchestrationContext) -> OrchestrationGenerat
         analysis = yield from _analyze_upload(context, request)
         if analysis["ok"]:
             upload = analysis["analysis"]
-            warnings += [f"upload: {w}" for w in upload.get("warnings", [])]
+            warnings += as_set_warnings(upload.get("warnings", []))
         elif request["parameters"].get("target_bpm") is None:
             # The request's tempo (and bars) come from the upload: nothing can be generated.
             return (yield from _refuse(context, request, stems, started_at, analysis["error"]))

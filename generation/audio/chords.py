@@ -7,10 +7,11 @@ The grammar (what ``parameters.chords`` accepts and what ``estimate_chords`` wri
 harmonic part (``generation.audio.key.harmonic_chroma``), each step compared with chord
 templates by cosine, simpler chords winning near-ties:
 
-1. The chord (its root and third) from the chroma as the key reads it: the middle
-   register, where chords sit, plus the bass register counted again (the root is most
-   often in the bass), and not the octaves above, whose overtones (fifths and major thirds
-   of the notes played) pull minor chords towards major.
+1. The chord, among every root and quality, from ``HarmonicChroma.profile`` (what the
+   key's correlation reads too): the middle register, where chords sit, plus the bass
+   register counted again (the root is most often in the bass), and not the octaves
+   above, whose overtones (fifths and major thirds of the notes played) pull minor chords
+   towards major. Its root and third are kept.
 2. Whether it has a seventh (C, C7 or Cmaj7; Cm or Cm7) from the middle register alone:
    there the seventh is as loud as the other tones, while the bass counted again has
    made the root outweigh it.

@@ -65,7 +65,10 @@ PROFILES: dict[str, tuple[np.ndarray, np.ndarray]] = {
     ),
 }
 DEFAULT_PROFILE = "albrecht"
-BASS_WEIGHT = 1.0  # the bass register's chroma counted again with this weight
+# The bass register's chroma counted again with this weight, by the key's correlation and
+# by the chords (measured for both in benchmarks/RESULTS.md: 1 is best for each).
+BASS_WEIGHT = 1.0
+QUIET_BASS = 0.05  # a bass register under this fraction of the middle's energy is silent
 WHITEN_BINS = 11  # constant-Q bins (a third of a semitone each): the floor's median window
 
 # Probability that each pitch class (tonic first) sounds in a segment of a major or minor
@@ -81,8 +84,9 @@ QUIET = 0.05  # segments below this fraction of the loudest segment's peak are l
 # segment. Measured (benchmarks/RESULTS.md, fourth round): 1 to 4 give the same keys on
 # the evaluation's MIDI notes and within one piece on its audio.
 PROFILE_WEIGHT = 2.0
-# The winner's margin over the runner-up that counts as full confidence: the median margin
-# on the evaluation set (benchmarks/musical_eval.py) is about 1.
+# The winner's margin over the runner-up (in score units: mean log-likelihood per segment
+# plus PROFILE_WEIGHT x correlation) that counts as full confidence: the median margin on
+# the evaluation set (benchmarks/musical_eval.py) is about 1.
 CONFIDENT_MARGIN = 1.0
 # Below this confidence the key is reported as uncertain. Measured on the evaluation's 102
 # pieces with a key (benchmarks/RESULTS.md): it flags 7 of the 9 wrong keys, whose runner-up
@@ -110,7 +114,7 @@ class KeyEstimate:
         """What could not be decided: a key below ``LOW_CONFIDENCE``, with its runner-up."""
         if self.confidence >= LOW_CONFIDENCE or self.runner_up is None:
             return ()
-        return (f"key uncertain: {self}, or {self.runner_up} (confidence {self.confidence:.2f})",)
+        return (f"key uncertain: {self}, or {self.runner_up} (confidence {self.confidence:g})",)
 
 
 def _mono(audio: np.ndarray, sr: int) -> np.ndarray:
@@ -124,28 +128,28 @@ def _mono(audio: np.ndarray, sr: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class HarmonicChroma:
-    """Chroma of the harmonic part, C first: ``chroma`` ``[12, frames]`` over C1-B7,
-    ``bass`` ``[12, frames]`` over C2-B3, ``middle`` ``[12, frames]`` over C3-B6 (chords
-    and melody, above the bass and below most overtones) and ``notes`` ``[12, frames]`` over
-    C2-B6 (bass and middle, each octave once), log-compressed and whitened;
-    ``times_s`` each frame's centre; ``tuning_cents`` the deviation from A440 the bins were
-    shifted by."""
+    """Chroma of the harmonic part, C first: ``bass`` ``[12, frames]`` over C2-B3,
+    ``middle`` ``[12, frames]`` over C3-B6 (chords and melody, above the bass and below
+    most overtones) and ``notes`` ``[12, frames]`` over C2-B6 (bass and middle, each octave
+    once), log-compressed and whitened; ``times_s`` each frame's centre (seconds);
+    ``tuning_cents`` the deviation from A440 the bins were shifted by."""
 
     times_s: np.ndarray
-    chroma: np.ndarray
     bass: np.ndarray
     tuning_cents: float
     middle: np.ndarray
     notes: np.ndarray
 
     def profile(self, frames: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """What the key and the chords weigh (12, C first): the middle register over
-        ``frames``, plus the bass register counted again (``BASS_WEIGHT``), each summed
-        and normalised to 1 (a silent register adds nothing)."""
+        """What the key's correlation and the chords weigh (12, C first): the middle
+        register over ``frames``, plus the bass register counted again (``BASS_WEIGHT``),
+        each summed and normalised to 1. A bass register under ``QUIET_BASS`` of the
+        middle's sum adds nothing: a bar where the bass rests keeps its reverb tail out."""
         middle, bass = self.middle[:, frames].sum(axis=1), self.bass[:, frames].sum(axis=1)
-        return middle / max(float(middle.sum()), 1e-9) + BASS_WEIGHT * bass / max(
-            float(bass.sum()), 1e-9
-        )
+        low = float(bass.sum())
+        if low <= QUIET_BASS * float(middle.sum()):
+            low, bass = 0.0, np.zeros(12)
+        return middle / max(float(middle.sum()), 1e-9) + BASS_WEIGHT * bass / max(low, 1e-9)
 
 
 def harmonic_chroma(audio: np.ndarray, sr: int) -> HarmonicChroma:
@@ -177,7 +181,6 @@ def harmonic_chroma(audio: np.ndarray, sr: int) -> HarmonicChroma:
     times = librosa.frames_to_time(np.arange(cqt.shape[1]), sr=ANALYSIS_SR, hop_length=HOP)
     return HarmonicChroma(
         times_s=times,
-        chroma=per_semitone.reshape(7, 12, -1).sum(axis=0),
         bass=per_semitone[12:36].reshape(2, 12, -1).sum(axis=0),
         tuning_cents=tuning * 100.0,
         middle=per_semitone[24:72].reshape(4, 12, -1).sum(axis=0),

@@ -8,7 +8,8 @@ Tempo follows DAWs: BPM counts quarter notes whatever the time signature.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -35,8 +36,10 @@ class TrackAnalysis:
     ``first_downbeat_s`` (seconds) or None without a steady beat, ``key`` ("A minor") or
     None, its length in seconds, sample rate (Hz), channel count and what went wrong;
     ``chords`` one symbol per bar from the first downbeat (``generation.audio.chords``
-    grammar); the analysis' confidences in [0, 1] (None where nothing was found): a key
-    below ``generation.audio.key.LOW_CONFIDENCE`` also has a warning naming the runner-up."""
+    grammar); the analysis' confidences in [0, 1] (None where nothing was found). Each
+    has its own scale and warns below its own threshold: tempo and downbeat below
+    ``generation.audio.beats.LOW_CONFIDENCE`` (0.35), the key below
+    ``generation.audio.key.LOW_CONFIDENCE`` (0.5), naming the runner-up."""
 
     bpm: float | None
     first_downbeat_s: float | None
@@ -62,13 +65,21 @@ class TrackAnalysis:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrackAnalysis:
+        """The analysis ``to_dict`` wrote; fields it does not know (written by a newer
+        worker during a rolling deploy) are left out."""
+        known = {f.name for f in fields(cls)}
         return cls(
             **{
-                **data,
+                **{k: v for k, v in data.items() if k in known},
                 "warnings": tuple(data.get("warnings", ())),
                 "chords": tuple(data.get("chords", ())),
             }
         )
+
+
+def as_set_warnings(warnings: Iterable[str]) -> list[str]:
+    """An upload analysis' ``warnings`` as a set reports them (manifest, status, CLI)."""
+    return [f"upload: {w}" for w in warnings]
 
 
 def snap_bpm(bpm: float) -> float:

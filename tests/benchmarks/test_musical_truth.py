@@ -68,3 +68,6 @@ def test_keys_reported_uncertain_are_counted_among_the_wrong_and_the_right() -> 
     rows = [score(piece, r) for r in results]
     assert _flagged(rows) == "1 of 2, 1 of 3"
     assert _flagged([score(piece, {"key": "A minor"})]) == "-"  # a peer: does not report it
+    unkeyed = Piece("p", "rock", 120.0, "4/4", None, 0.0, (0.0, 2.0), 0.0, 0.0)
+    scored = score(unkeyed, {"key": "D major", "key_uncertain": True})
+    assert scored["key"] is scored["uncertain_wrong"] is scored["uncertain_right"] is None

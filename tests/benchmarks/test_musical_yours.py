@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from benchmarks.musical_eval import load_pieces, main
+from benchmarks import musical_eval
+from benchmarks.musical_eval import load_pieces, main, run_peers
 from tests.synthetic_audio import DEMO_BPM, SR, click_track, demo_track
 
 
@@ -43,6 +44,33 @@ def test_a_set_of_your_own_is_scored_like_the_built_in_ones(yours: Path, tmp_pat
     assert report["conform"]["truth"] == [True]
 
 
+def test_a_six_eight_piece_counts_its_bars_in_quarter_notes(yours: Path):
+    entries = json.loads(yours.read_text())
+    entries[0] |= {"meter": "6/8", "bpm": 90.0, "key": None}
+    yours.write_text(json.dumps(entries))
+    ((piece, _),) = load_pieces(yours)
+    assert piece.bar_s == pytest.approx(2.0)  # 6 eighths = 3 quarters at 90 a minute
+    assert piece.downbeats_s[1] - piece.downbeats_s[0] == pytest.approx(2.0)
+    assert piece.key is None
+
+
+def test_peer_results_for_your_audio_are_cached_by_content(yours, tmp_path, monkeypatch):
+    calls = []
+
+    def peers(python, jobs):
+        calls.append([piece.name for piece, _ in jobs])
+        return [{"madmom": {"bpm": 112.0}} for _ in jobs]
+
+    monkeypatch.setattr(musical_eval, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(musical_eval, "_run_peers", peers)
+    pieces = load_pieces(yours)
+    assert run_peers("peers-python", pieces) == [{"madmom": {"bpm": 112.0}}]
+    assert run_peers("peers-python", pieces) == [{"madmom": {"bpm": 112.0}}]
+    assert calls == [["demo"]]  # the second run read the cache
+    (cached,) = (tmp_path / "cache" / "external").glob("*.peers.json")
+    assert json.loads(cached.read_text()) == {"madmom": {"bpm": 112.0}}
+
+
 def test_the_truth_is_read_with_its_bar_lines_and_spelling(yours: Path):
     entries = json.loads(yours.read_text())
     entries[0] |= {"key": "Eb major", "chords": ["Am", "Dm", "E7"], "name": "mine"}
@@ -55,7 +83,7 @@ def test_the_truth_is_read_with_its_bar_lines_and_spelling(yours: Path):
     assert piece.downbeats_s[0] == pytest.approx(entries[0]["first_downbeat_s"])
     gaps = [b - a for a, b in zip(piece.downbeats_s, piece.downbeats_s[1:], strict=False)]
     assert gaps == pytest.approx([bar_s] * len(gaps))
-    assert piece.downbeats_s[-1] <= duration < piece.downbeats_s[-1] + bar_s
+    assert piece.downbeats_s[-1] + bar_s <= duration < piece.downbeats_s[-1] + 2 * bar_s
 
 
 @pytest.mark.parametrize(
@@ -65,7 +93,13 @@ def test_the_truth_is_read_with_its_bar_lines_and_spelling(yours: Path):
         ({"key": "A dorian"}, "key 'A dorian'"),
         ({"chords": ["Am", "Xq"]}, "Xq"),
         ({"audio": "audio/missing.wav"}, "missing.wav"),
-        ({"bpm": None}, "piece 0"),
+        ({"bpm": None}, "TypeError"),
+        ({"bpm": 0}, "bpm must be a positive"),
+        ({"meter": "4/0"}, "time signature"),
+        ({"first_downbeat_s": -0.5}, "not within the audio"),
+        ({"first_downbeat_s": 1000.0}, "not within the audio"),
+        ({"bpm": 30.0}, "whole bars"),  # 8 s bars in 22 s of audio
+        ({"chords": "Am F C G"}, "must be a list"),
     ],
 )
 def test_an_unusable_entry_is_named(yours: Path, change: dict, message: str):
@@ -75,3 +109,11 @@ def test_an_unusable_entry_is_named(yours: Path, change: dict, message: str):
     with pytest.raises(ValueError, match="piece 0") as error:
         load_pieces(yours)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("text", ["{}", "[]"])
+def test_a_file_that_is_not_a_list_of_pieces_is_refused(tmp_path: Path, text: str):
+    spec = tmp_path / "set.json"
+    spec.write_text(text)
+    with pytest.raises(ValueError, match="non-empty JSON list"):
+        load_pieces(spec)

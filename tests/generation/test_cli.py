@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from generation.audio.codecs import encode_audio
+from generation.audio.key import LOW_CONFIDENCE
 from generation.request import OutputFormat
 from generation.stems.output import LocalFolder
 from tests.studio_sets import write_set
@@ -179,10 +180,10 @@ def test_generate_reports_what_the_followed_track_could_not_decide(tiny_checkpoi
         "--quiet",
     )
     assert result.returncode == 0, result.stderr
-    assert "key uncertain" in result.stderr  # said while it runs, even with --quiet
+    assert "key uncertain" in result.stderr  # logged while it runs
     manifest = json.loads((out / "manifest.json").read_text())
     upload = manifest["musical"]["upload"]
-    assert upload["key_confidence"] < 0.5
+    assert upload["key_confidence"] < LOW_CONFIDENCE
     assert [w for w in manifest["warnings"] if w.startswith("upload: key uncertain")]
     assert {f"upload: {w}" for w in upload["warnings"]} <= set(manifest["warnings"])
 
