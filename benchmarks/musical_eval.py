@@ -55,8 +55,8 @@ import numpy as np
 import soundfile as sf
 
 from benchmarks.musical_pieces import PITCH_CLASSES, SETS, Piece, build_set
-from generation.audio.beats import parse_meter
 from generation.audio.harmony import QUALITIES, note_pitch_class, parse_chord, parse_key
+from generation.request import bar_seconds
 
 logger = logging.getLogger("musical_eval")
 
@@ -256,7 +256,6 @@ def _piece_from_entry(entry: dict[str, Any], base: Path) -> tuple[Piece, Path]:
     (or ``KeyError``/``TypeError``) saying what is wrong."""
     wav = (base / entry["audio"]).resolve()
     meter = str(entry["meter"])
-    beats, unit = parse_meter(meter)
     bpm, first = float(entry["bpm"]), float(entry["first_downbeat_s"])
     if not (math.isfinite(bpm) and bpm > 0):
         raise ValueError(f"bpm must be a positive number of quarter notes a minute, got {bpm}")
@@ -268,7 +267,7 @@ def _piece_from_entry(entry: dict[str, Any], base: Path) -> tuple[Piece, Path]:
     duration = sf.info(str(wav)).duration  # seconds
     if not 0.0 <= first < duration:
         raise ValueError(f"first_downbeat_s {first} is not within the audio (0-{duration:.2f} s)")
-    bar_s = beats * (4.0 / unit) * 60.0 / bpm
+    bar_s = bar_seconds(bpm, meter)  # a meter a request could carry, else ValueError
     whole_bars = int((duration - first) / bar_s)
     if whole_bars < MIN_BARS:
         raise ValueError(f"{whole_bars} whole bars after the first downbeat; at least {MIN_BARS}")
@@ -290,7 +289,8 @@ def _piece_from_entry(entry: dict[str, Any], base: Path) -> tuple[Piece, Path]:
 def load_pieces(spec: Path) -> list[tuple[Piece, Path]]:
     """A set of your own, from the JSON file ``spec``: a list of objects with ``audio`` (a
     file soundfile reads, relative to ``spec``), ``bpm`` (quarter notes per minute),
-    ``meter`` ("4/4", "3/4", "6/8", ...; ``bpm`` still counts quarter notes in 6/8),
+    ``meter`` (a request's time signature: "4/4", "3/4", "6/8", ...; ``bpm`` still counts
+    quarter notes in 6/8),
     ``first_downbeat_s`` (seconds into the audio), optionally ``key`` ("A minor", "Eb major";
     absent or null: no key truth), ``chords`` (a list, one symbol per bar from the first
     downbeat) and ``name``. Bar lines are the starts of the whole bars from the first

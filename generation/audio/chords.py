@@ -99,13 +99,14 @@ def estimate_chords(
         if not frames.any():
             out.append(None)
             continue
-        profile, middle = _unit(analysis.profile(frames)), _unit(analysis.middle[:, frames].sum(1))
+        profile = _unit(analysis.profile(frames))
         if profile is None:
             out.append(None)
             continue
         root, quality = names[int(np.argmax(templates @ profile - penalty))]
         family = next((f for f in _SEVENTHS if quality in f), ())
-        if middle is not None and family:
+        middle = _unit(analysis.middle[:, frames].sum(axis=1)) if family else None
+        if middle is not None:
             match = templates @ middle - penalty
             options = [i for i, (r, q) in enumerate(names) if r == root and q in family]
             quality = names[max(options, key=lambda i: match[i])][1]
