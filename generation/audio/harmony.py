@@ -118,6 +118,24 @@ def same_key(a: str, b: str) -> bool:
     return tonic_a == tonic_b and ka["mode"] == kb["mode"]
 
 
+# Scale degrees from the tonic, semitones: the major scale; the natural minor with its
+# raised seventh (the leading tone of the minor key's dominant chord).
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10, 11)}
+
+
+def key_pitch_classes(key: str, chords: tuple[str, ...] = ()) -> frozenset[int]:
+    """The pitch classes (0 = C) that belong to ``key`` ("A minor", see ``parse_key``):
+    its scale (``SCALES``), and every tone of ``chords`` (symbols; a borrowed chord's tones
+    belong too). Raises ``ValueError`` for an invalid key or chord."""
+    match = KEY_PATTERN.match(parse_key(key))
+    assert match is not None  # parse_key accepted it
+    tonic = note_pitch_class(match["tonic"])
+    tones = {(tonic + step) % 12 for step in SCALES[match["mode"]]}
+    for symbol in chords:
+        tones.update(parse_chord(symbol).pitch_classes)
+    return frozenset(tones)
+
+
 def key_from_seed(seed: int) -> str:
     """One of the 24 keys, chosen by ``seed`` (the same seed, the same key)."""
     return KEYS[seed % len(KEYS)]

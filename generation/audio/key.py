@@ -31,6 +31,8 @@ the right key when the winner is wrong (a key and its dominant, or its relative)
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -92,6 +94,15 @@ CONFIDENT_MARGIN = 1.0
 # pieces with a key (benchmarks/RESULTS.md): it flags 7 of the 9 wrong keys, whose runner-up
 # was the right key in all 7, and 10 of the 93 right ones.
 LOW_CONFIDENCE = 0.5
+# ``in_key_share`` reads this many seconds at a time, so its memory stays bounded (a 300 s
+# stem), and leaves out frames whose pitched energy is under ``PITCHED_FLOOR`` of the
+# block's loudest (reverb tails, the noise between notes).
+IN_KEY_BLOCK_S = 60.0
+PITCHED_FLOOR = 0.05
+IN_KEY_MIN_S = 0.5  # shorter audio is not read: too few frames to tell
+# Audio under this is read zero-padded to it: the constant-Q's lowest octave is read at
+# 1/64 of the rate through a 1024-point window (silence adds no pitched frame).
+SHORTEST_READ_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +197,44 @@ def harmonic_chroma(audio: np.ndarray, sr: int) -> HarmonicChroma:
         middle=per_semitone[24:72].reshape(4, 12, -1).sum(axis=0),
         notes=per_semitone[12:72].reshape(5, 12, -1).sum(axis=0),
     )
+
+
+def in_key_share(
+    audio: np.ndarray, sr: int, pitch_classes: frozenset[int] | set[int]
+) -> float | None:
+    """The share of ``audio``'s pitched sound (``[channels, samples]`` at ``sr`` Hz) whose
+    strongest pitch class (0 = C) is one of ``pitch_classes``: frame by frame (``HOP``) over
+    C2-B6, each frame weighted by its pitched energy. None when nothing pitched sounds
+    (drums alone, silence) or the audio is under ``IN_KEY_MIN_S``.
+
+    Only the strongest pitch class of each frame counts: a note's overtones (its fifth and
+    major third, two octaves up) are out of the key for some notes of every key, but they
+    are seldom a frame's strongest, so a part in the key reads near 1 and one a semitone
+    off near 0.3 (measured in ``benchmarks/harmony_fit_eval.py``)."""
+    array = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    if array.shape[-1] < IN_KEY_MIN_S * sr:
+        return None
+    if array.shape[-1] < SHORTEST_READ_S * sr:
+        array = np.pad(array, ((0, 0), (0, math.ceil(SHORTEST_READ_S * sr) - array.shape[-1])))
+    allowed = np.zeros(12, dtype=bool)
+    allowed[sorted(pitch_classes)] = True
+    # Equal blocks of at most IN_KEY_BLOCK_S (no short last one).
+    count = max(int(np.ceil(array.shape[-1] / max(IN_KEY_BLOCK_S * sr, 1.0))), 1)
+    edges = np.linspace(0, array.shape[-1], count + 1).astype(int)
+    inside = total = 0.0
+    for begin, end in itertools.pairwise(edges):
+        try:
+            notes = harmonic_chroma(array[:, begin:end], sr).notes
+        except ValueError:  # a silent block
+            continue
+        energy = notes.sum(axis=0)
+        if not np.any(energy > 0):
+            continue
+        counted = energy >= PITCHED_FLOOR * float(energy.max())
+        strongest = np.argmax(notes[:, counted], axis=0)
+        inside += float(energy[counted][allowed[strongest]].sum())
+        total += float(energy[counted].sum())
+    return inside / total if total > 0 else None
 
 
 def key_scores(chroma: np.ndarray, profile: str = DEFAULT_PROFILE) -> np.ndarray:

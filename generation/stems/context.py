@@ -31,7 +31,7 @@ from generation.audio.conform import FADE_OUT_S
 from generation.audio.loudness import PEAK_CEILING_DBTP, true_peak_limit
 from generation.engines.base import ClipBatch, ClipRequest
 from generation.request import GenerationRequest, OutputFormat, Stem
-from generation.stems.finish import FinishedStem, gain_stage, measure
+from generation.stems.finish import FinishedStem, gain_stage, harmony_check, measure
 from generation.stems.grid import GridPlan, lock_to_grid
 from generation.stems.output import Sink
 from generation.stems.record import RenderedStem, StemRecord
@@ -81,14 +81,16 @@ def fit_to_plan(audio: np.ndarray, sr: int, plan: GridPlan) -> np.ndarray:
 
 
 def finish_part(audio: np.ndarray, sr: int, stem: Stem, plan: GridPlan) -> FinishedStem:
-    """A part made in time with its context: fitted to the plan, gain-staged, measured."""
+    """A part made in time with its context: fitted to the plan, gain-staged, measured,
+    its harmony checked."""
     fitted = fit_to_plan(audio, sr, plan)
     warnings: tuple[str, ...] = ()
     if not np.any(fitted):
         warnings = ("the part is silent",)
     staged = gain_stage(fitted, sr, stem)
     loudness, peak = measure(staged, sr)
-    return FinishedStem(staged, None, 1.0, loudness, peak, warnings)
+    in_key, clash = harmony_check(staged, sr, stem, plan)
+    return FinishedStem(staged, None, 1.0, loudness, peak, warnings + clash, in_key)
 
 
 def guide_batch(request: GenerationRequest, plan: GridPlan) -> ClipBatch:
@@ -213,6 +215,7 @@ def render_parts(
             processing_seconds=round(time.perf_counter() - finishing, 3),
             loudness_lufs=finished.loudness_lufs,
             true_peak_dbtp=finished.true_peak_dbtp,
+            in_key=finished.in_key,
             warnings=finished.warnings,
             engine=ENGINE,
             task=task,

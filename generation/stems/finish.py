@@ -1,5 +1,6 @@
 """A raw stem finished: on the request's grid, then gain-staged to its instrument's
-loudness target and true-peak limited (``finish_stem``). Arrays in, arrays out; no Azure.
+loudness target and true-peak limited (``finish_stem``), and its harmony checked against
+the set's key and chords (``harmony_check``). Arrays in, arrays out; no Azure.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from generation.audio.harmony import key_pitch_classes
+from generation.audio.key import in_key_share
 from generation.audio.loudness import (
     PEAK_CEILING_DBTP,
     integrated_loudness,
@@ -37,13 +40,23 @@ STEM_LOUDNESS_TARGETS: dict[Stem, float] = {
     Stem.STRINGS: -20.0,
     Stem.PADS: -22.0,
 }
+# Stems without a pitch to check against the key.
+UNPITCHED: frozenset[Stem] = frozenset({Stem.DRUMS, Stem.PERCUSSION})
+# Below this share of its pitched sound in the set's key and chords (``in_key_share``), a
+# stem is reported as likely to clash. Chosen on the development set of
+# benchmarks/harmony_fit_eval.py: parts as written read a median of 1 and at least 0.83
+# (but for one with a real clash, 0.63); the same parts a semitone or a tritone off read
+# a median of 0.28 and 0.23, a whole tone off 0.75, a fifth off (one scale note) 0.92.
+IN_KEY_WARNING = 0.8
 
 
 @dataclass(frozen=True)
 class FinishedStem:
     """A stem on the grid and gain-staged: ``audio`` float32 ``[channels, samples]``;
     ``detected_bpm`` of the raw stem (None: no steady beat), the stretch applied
-    (target / source tempo, 1.0 = none), integrated loudness (LUFS) and true peak (dBTP)."""
+    (target / source tempo, 1.0 = none), integrated loudness (LUFS) and true peak (dBTP);
+    ``in_key`` the share of its pitched sound in the set's key and chords (None: not
+    checked, see ``harmony_check``)."""
 
     audio: np.ndarray = field(repr=False)
     detected_bpm: float | None
@@ -51,6 +64,7 @@ class FinishedStem:
     loudness_lufs: float | None
     true_peak_dbtp: float | None
     warnings: tuple[str, ...] = ()
+    in_key: float | None = None
 
 
 def gain_stage(audio: np.ndarray, sr: int, stem: Stem) -> np.ndarray:
@@ -78,6 +92,29 @@ def measure(audio: np.ndarray, sr: int) -> tuple[float | None, float | None]:
     )
 
 
+def harmony_check(
+    audio: np.ndarray, sr: int, stem: Stem, plan: GridPlan
+) -> tuple[float | None, tuple[str, ...]]:
+    """How much of a finished ``stem`` sounds in ``plan``'s key and chords
+    (``in_key_share``, rounded to 0.01) and a warning below ``IN_KEY_WARNING``: a stem
+    the model took out of the key clashes with the others, and the producer hears it
+    only in the session. None (no warning) for drums and percussion, a plan without a
+    key, and a stem with nothing pitched."""
+    if stem in UNPITCHED or plan.key is None:
+        return None, ()
+    share = in_key_share(audio, sr, key_pitch_classes(plan.key, plan.chords))
+    if share is None:
+        return None, ()
+    share = round(share, 2)
+    if share >= IN_KEY_WARNING:
+        return share, ()
+    harmony = f"{plan.key} and its chords" if plan.chords else plan.key
+    return share, (
+        f"may clash: only {share:.0%} of its pitched sound is in {harmony} "
+        "(regenerate it with another seed)",
+    )
+
+
 def finish_stem(audio: np.ndarray, sr: int, stem: Stem, plan: GridPlan) -> FinishedStem:
     """A raw generated ``stem`` put on ``plan``'s grid and gain-staged (see module doc).
 
@@ -90,11 +127,13 @@ def finish_stem(audio: np.ndarray, sr: int, stem: Stem, plan: GridPlan) -> Finis
         locked = LockedStem(raw[:, : plan.output_samples(sr)], None, 1.0)
     staged = gain_stage(locked.audio, sr, stem)
     loudness, peak = measure(staged, sr)
+    in_key, clash = harmony_check(staged, sr, stem, plan)
     return FinishedStem(
         audio=staged,
         detected_bpm=locked.detected_bpm,
         stretch_ratio=locked.stretch_ratio,
         loudness_lufs=loudness,
         true_peak_dbtp=peak,
-        warnings=locked.warnings,
+        warnings=locked.warnings + clash,
+        in_key=in_key,
     )

@@ -34,6 +34,9 @@ class StemRecord:
     stretch_ratio: float = 1.0  # target tempo / raw tempo
     loudness_lufs: float | None = None  # integrated, after gain staging
     true_peak_dbtp: float | None = None
+    # Share of its pitched sound in the set's key and chords, 0-1 (``harmony_check``);
+    # None: drums, percussion, nothing pitched, or no key.
+    in_key: float | None = None
     # What a melody checkpoint followed: "upload" (the uploaded track), "chords" (the
     # request's chords as a guide, ``generation.stems.chord_guide``) or None (nothing).
     melody_source: str | None = None
@@ -58,6 +61,7 @@ class StemRecord:
         "stretch_ratio",
         "loudness_lufs",
         "true_peak_dbtp",
+        "in_key",
         "melody_conditioned",
         "melody_source",
     )

@@ -172,6 +172,7 @@ def render_stems(
             stretch_ratio=finished.stretch_ratio,
             loudness_lufs=finished.loudness_lufs,
             true_peak_dbtp=finished.true_peak_dbtp,
+            in_key=finished.in_key,
             melody_source=melody_source,
             warnings=finished.warnings,
         )

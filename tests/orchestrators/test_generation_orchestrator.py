@@ -80,6 +80,7 @@ def stem_result(stem: str, index: int = 0) -> dict[str, Any]:
         "stretch_ratio": 1.01266,
         "loudness_lufs": -16.0,
         "true_peak_dbtp": -1.5,
+        "in_key": 0.97,
         "melody_source": None,
         "melody_conditioned": False,
         "warnings": [],
@@ -330,6 +331,7 @@ def test_callback_is_scheduled_last_and_only_after_finalize() -> None:
                     "stretch_ratio": 1.01266,
                     "loudness_lufs": -16.0,
                     "true_peak_dbtp": -1.5,
+                    "in_key": 0.97,
                     "melody_conditioned": False,
                     "melody_source": None,
                 }

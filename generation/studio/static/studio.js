@@ -932,7 +932,8 @@
       type: 'button', className: 'solo', 'aria-pressed': 'false', text: 'Solo', 'aria-label': `Solo ${track.name}`,
       onclick: () => { track.solo = !track.solo; applyGains(); },
     });
-    const figures = [number(track.lufs, 1, 'LUFS'), number(track.peak, 1, 'dBTP')].filter(Boolean).join(' · ');
+    const inKey = typeof track.inKey === 'number' ? number(100 * track.inKey, 0, '% in key') : null;
+    const figures = [number(track.lufs, 1, 'LUFS'), number(track.peak, 1, 'dBTP'), inKey].filter(Boolean).join(' · ');
     track.link = el('a', {
       className: 'download', 'aria-disabled': 'true', text: `Download ${track.file}`, dataset: { file: track.file },
     });
@@ -998,7 +999,7 @@
     const stems = Array.isArray(manifest.stems) ? manifest.stems : [];
     const tracks = stems.map((s) => ({
       name: String(s.stem), file: fileName(s), kind: 'stem', lufs: s.loudness_lufs, peak: s.true_peak_dbtp,
-      rate: s.sample_rate, muted: false, solo: false,
+      inKey: s.in_key, rate: s.sample_rate, muted: false, solo: false,
     }));
     if (manifest.mix && fileName(manifest.mix)) {
       tracks.push({

@@ -7,10 +7,12 @@ soundfont (``scripts/test.sh`` installs both). Missing, the tests fail; they nev
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
 import pytest
 import soundfile as sf
 
@@ -43,6 +45,31 @@ def render_piece(tmp_path_factory: pytest.TempPathFactory):
             audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
             made[(style, seed, seconds)] = (audio.T, int(sr), piece)
         return made[(style, seed, seconds)]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def render_part(tmp_path_factory: pytest.TempPathFactory):
+    """``render_part(style, seed, instrument, shift=0, seconds=10)`` -> ``(audio
+    [channels, samples], sr, Piece)``: one instrument of the piece ``write_piece`` writes,
+    rendered alone, transposed up by ``shift`` semitones (the piece's truth is unshifted)."""
+    _require_renderer()
+    folder = tmp_path_factory.mktemp("parts")
+
+    def make(
+        style: str, seed: int, instrument: str, shift: int = 0, seconds: float = 10.0
+    ) -> tuple[np.ndarray, int, Piece]:
+        midi, piece = write_piece(style, seed, target_s=seconds)
+        (part,) = [copy.deepcopy(i) for i in midi.instruments if i.name == instrument]
+        for note in part.notes:
+            note.pitch += shift
+        alone = pretty_midi.PrettyMIDI(initial_tempo=piece.bpm)
+        alone.instruments.append(part)
+        wav = Path(folder) / f"{style}-{seed}-{instrument}-{shift}.wav"
+        render(alone, wav)
+        audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+        return audio.T, int(sr), piece
 
     return make
 

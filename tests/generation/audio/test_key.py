@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
+from generation.audio import key as key_module
+from generation.audio.harmony import key_pitch_classes
 from generation.audio.key import (
     ANALYSIS_SR,
     BASS_WEIGHT,
@@ -14,9 +18,11 @@ from generation.audio.key import (
     HarmonicChroma,
     estimate_key,
     harmonic_chroma,
+    in_key_share,
     presence,
     presence_scores,
 )
+from generation.stems.finish import IN_KEY_WARNING
 from tests.synthetic_audio import SR, chord_pad
 
 A_MINOR = [(45, 57, 60, 64), (50, 57, 62, 65), (52, 56, 59, 64), (45, 57, 60, 64)]  # Am Dm E Am
@@ -177,3 +183,64 @@ def test_rendered_chorale_ending_in_its_key_after_the_dominant_names_it(render_c
     if str(key) != piece.key:
         assert key.runner_up == piece.key
         assert key.warnings and "or C major" in key.warnings[0]
+
+
+# A C major tune, one note at a time over its bass: every note in the scale.
+C_MAJOR_TUNE = [(48, 60), (48, 64), (53, 65), (53, 69), (55, 67), (55, 71), (48, 72), (48, 67)]
+
+
+def _tune(shift: int = 0) -> np.ndarray:
+    return chord_pad([tuple(n + shift for n in notes) for notes in C_MAJOR_TUNE] * 2, 0.5)
+
+
+def test_a_part_in_the_key_reads_near_one_and_off_it_low() -> None:
+    c_major = key_pitch_classes("C major")
+    assert in_key_share(_tune(), SR, c_major) >= 0.95
+    # A semitone off: C# major against C major, only its E# (F) and B# (C) in the key.
+    assert in_key_share(_tune(1), SR, c_major) < 0.5
+    # The chords count: the same tune off by a tone is in D major's chords.
+    assert in_key_share(_tune(2), SR, key_pitch_classes("C major", ("D", "G", "A"))) >= 0.95
+
+
+def test_nothing_pitched_or_too_short_reads_none() -> None:
+    c_major = key_pitch_classes("C major")
+    assert in_key_share(np.zeros((2, SR * 3), np.float32), SR, c_major) is None
+    assert in_key_share(_tune()[:, : SR // 3], SR, c_major) is None  # a third of a second
+
+
+def test_a_short_part_is_read_too() -> None:
+    # Two seconds, one bar at 120 BPM: read zero-padded, without librosa's short-input warning.
+    c_major = key_pitch_classes("C major")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert in_key_share(_tune()[:, : 2 * SR], SR, c_major) >= 0.95
+        assert in_key_share(_tune(1)[:, : 2 * SR], SR, c_major) < 0.5
+
+
+def test_long_audio_is_read_block_by_block_with_the_same_share(monkeypatch) -> None:
+    # Half the tune off by a semitone: about half of it in the key, in one block or in four.
+    audio = np.concatenate([_tune(), _tune(1)], axis=1)  # 16 s
+    c_major = key_pitch_classes("C major")
+    whole = in_key_share(audio, SR, c_major)
+    assert 0.3 < whole < 0.8
+    read: list[int] = []
+    original = key_module.harmonic_chroma
+    monkeypatch.setattr(
+        key_module, "harmonic_chroma", lambda a, sr: read.append(a.shape[-1]) or original(a, sr)
+    )
+    monkeypatch.setattr(key_module, "IN_KEY_BLOCK_S", 5.0)
+    assert in_key_share(audio, SR, c_major) == pytest.approx(whole, abs=0.05)
+    assert len(read) == 4 and max(read) <= 5 * SR  # equal blocks, none over 5 s
+
+
+@pytest.mark.parametrize(("style", "seed", "instrument"), [("pop", 1, "bass"), ("pop", 1, "keys")])
+def test_rendered_parts_in_the_key_pass_and_transposed_ones_are_flagged(
+    render_part, style: str, seed: int, instrument: str
+) -> None:
+    audio, sr, piece = render_part(style, seed, instrument)
+    assert piece.key is not None
+    allowed = key_pitch_classes(piece.key, piece.chords)
+    assert in_key_share(audio, sr, allowed) >= IN_KEY_WARNING
+    for shift in (1, 6):  # a semitone and a tritone off
+        off, sr, _ = render_part(style, seed, instrument, shift)
+        assert in_key_share(off, sr, allowed) < IN_KEY_WARNING, shift

@@ -10,7 +10,14 @@ from generation.audio.analysis import estimate_tempo
 from generation.audio.loudness import integrated_loudness, true_peak_dbtp
 from generation.request import GenerationParameters, Stem
 from generation.stems import track as track_module
-from generation.stems.finish import STEM_LOUDNESS_TARGETS, finish_stem, gain_stage
+from generation.stems.context import finish_part
+from generation.stems.finish import (
+    IN_KEY_WARNING,
+    STEM_LOUDNESS_TARGETS,
+    finish_stem,
+    gain_stage,
+    harmony_check,
+)
 from generation.stems.grid import (
     MAX_TEMPO_CORRECTION,
     GridPlan,
@@ -284,6 +291,47 @@ def test_unlocked_stems_keep_their_length_and_are_gain_staged():
     assert finished.audio.shape == (1, round(4.5 * SR))
     assert finished.stretch_ratio == 1.0 and finished.detected_bpm is None
     assert finished.loudness_lufs == pytest.approx(STEM_LOUDNESS_TARGETS[Stem.STRINGS], abs=0.5)
+
+
+C_MAJOR_PAD = [(48, 52, 55, 60), (53, 57, 60, 65), (55, 59, 62, 67), (48, 52, 55, 60)]
+
+
+def _pad(shift=0):
+    return chord_pad([tuple(n + shift for n in chord) for chord in C_MAJOR_PAD] * 2)
+
+
+@pytest.mark.parametrize("finish", [finish_stem, finish_part])
+def test_a_stem_in_the_sets_key_reads_in_key_and_one_off_it_is_flagged(finish):
+    plan = plan_grid(params(duration_seconds=8, key="C major"))
+    fitting = finish(_pad(), SR, Stem.KEYS, plan)
+    assert fitting.in_key >= 0.95
+    assert not any("clash" in w for w in fitting.warnings)
+    clashing = finish(_pad(1), SR, Stem.KEYS, plan)  # C# major chords in a C major set
+    assert clashing.in_key < IN_KEY_WARNING
+    assert clashing.warnings[-1] == (
+        f"may clash: only {clashing.in_key:.0%} of its pitched sound is in C major "
+        "(regenerate it with another seed)"
+    )
+
+
+def test_the_sets_chords_count_as_in_key():
+    # D major chords: in a C major set only with D in its chords, and the warning names them.
+    alone = plan_grid(params(duration_seconds=8, key="C major", chords="C F"))
+    with_d = plan_grid(params(duration_seconds=8, key="C major", chords="D G A"))
+    assert harmony_check(_pad(2), SR, Stem.PIANO, with_d) == (1.0, ())
+    share, warnings = harmony_check(_pad(1), SR, Stem.PIANO, alone)
+    assert share < IN_KEY_WARNING
+    assert "in C major and its chords" in warnings[0]
+
+
+def test_drums_a_plan_without_key_and_silence_are_not_checked():
+    plan = plan_grid(params(duration_seconds=8, key="C major"))
+    assert harmony_check(_pad(1), SR, Stem.DRUMS, plan) == (None, ())
+    assert harmony_check(_pad(1), SR, Stem.PERCUSSION, plan) == (None, ())
+    assert harmony_check(np.zeros((1, SR * 2), np.float32), SR, Stem.BASS, plan) == (None, ())
+    keyless = plan_grid(params(duration_seconds=8))  # no seed: no key chosen
+    assert keyless.key is None
+    assert harmony_check(_pad(1), SR, Stem.KEYS, keyless) == (None, ())
 
 
 @pytest.mark.parametrize("stem", list(Stem))

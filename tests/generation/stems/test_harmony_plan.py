@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from generation.audio.harmony import KEYS, key_from_seed, parse_key, same_key
+from generation.audio.harmony import KEYS, key_from_seed, key_pitch_classes, parse_key, same_key
 from generation.errors import InvalidRequestError
 from generation.request import GenerationParameters, Stem, parse_request
 from generation.stems.grid import plan_grid
@@ -93,3 +93,16 @@ def test_summary_reports_key_chords_and_their_sources() -> None:
     summary = plan_grid(GenerationParameters(chords="Am G"), upload(), seed=1).summary()
     assert summary["key"] == "A minor" and summary["key_source"] == "upload"
     assert summary["chords"] == ["Am", "G"] and summary["chords_source"] == "request"
+
+
+def test_a_keys_pitch_classes_are_its_scale_and_its_chords_tones() -> None:
+    assert key_pitch_classes("C major") == {0, 2, 4, 5, 7, 9, 11}
+    # A minor: the natural minor and its leading tone G#.
+    assert key_pitch_classes("A minor") == {9, 11, 0, 2, 4, 5, 7, 8}
+    assert key_pitch_classes("Bb major") == key_pitch_classes("A# major")
+    # A borrowed chord's tones belong too (D7 in A minor brings F#), a slash bass as well.
+    assert key_pitch_classes("A minor", ("Am", "D7", "F/Eb")) == {9, 11, 0, 2, 4, 5, 7, 8, 6, 3}
+    with pytest.raises(ValueError, match="H major"):
+        key_pitch_classes("H major")
+    with pytest.raises(ValueError, match="Xm"):
+        key_pitch_classes("A minor", ("Xm",))

@@ -55,9 +55,10 @@ def test_a_record_round_trips_and_the_callback_carries_its_subset():
     assert StemRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
     assert set(record.for_callback()) == set(StemRecord.CALLBACK_FIELDS)
     assert record.for_callback()["blob_url"] == "http://b/bass.wav"
-    guided = dataclasses.replace(record, melody_source="chords")
+    guided = dataclasses.replace(record, melody_source="chords", in_key=0.93)
     assert StemRecord.from_dict(guided.to_dict()) == guided
     assert guided.for_callback()["melody_source"] == "chords"
+    assert guided.for_callback()["in_key"] == 0.93
     assert (
         guided.to_dict()["melody_conditioned"]
         is guided.for_callback()["melody_conditioned"]
@@ -71,6 +72,7 @@ def test_a_record_from_before_melody_source_reads_as_following_the_upload():
     earlier |= {"generation_seconds": 1.0, "warnings": []}
     assert StemRecord.from_dict({**earlier, "melody_conditioned": True}).melody_source == "upload"
     assert StemRecord.from_dict({**earlier, "melody_conditioned": False}).melody_source is None
+    assert StemRecord.from_dict(earlier).in_key is None  # not checked then
 
 
 def test_cli_and_service_write_the_same_manifest_but_for_where_the_files_are(
