@@ -129,7 +129,8 @@ def child(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     codec = load_codec(args.model)
     tempo = {"target_bpm": args.bpm} if args.bpm > 0 else {}
-    plan = plan_grid(GenerationParameters(duration_seconds=args.seconds, **tempo))
+    # A seed gives the plan a key, so finishing runs the harmony check as the service does.
+    plan = plan_grid(GenerationParameters(duration_seconds=args.seconds, **tempo), seed=0)
     seconds = plan.generation_s
     sr = 32_000
     base, _ = _rss_mb()

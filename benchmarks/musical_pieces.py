@@ -192,9 +192,10 @@ def _melody(  # noqa: PLR0917 (a private helper of the piece writers)
             if score.rng.random() < 0.15 and step:
                 continue  # a rest now and then
             start = score.time(bar, step * units_per_note)
-            score.note(
-                lead, int(np.clip(pitch, 60, 88)), start, units_per_note * score.unit_s * 0.9, vel
-            )
+            # Into C4-E6 by octaves: clipping made a C or an E of a note of any pitch class.
+            pitch = 60 + (pitch - 60) % 12 if pitch < 60 else pitch
+            pitch = pitch - 12 * ((pitch - 77) // 12) if pitch > 88 else pitch
+            score.note(lead, int(pitch), start, units_per_note * score.unit_s * 0.9, vel)
 
 
 def _pickup_phrase(

@@ -83,6 +83,15 @@ def test_an_upload_gets_lego_stems_in_time_with_it(
     # The parts keep the track's timing: nothing re-detected, nothing stretched.
     assert all((s["detected_bpm"], s["stretch_ratio"]) == (None, 1.0) for s in callback["stems"])
     manifest = json.loads(download(prefix + "manifest.json"))
+    # The harmony check runs on the parts too: drums are not held to the key; the bass is
+    # (random weights make hiss, read as nothing pitched, or a share with its warning).
+    in_key = {s["stem"]: s["in_key"] for s in callback["stems"]}
+    assert in_key["drums"] is None and manifest["musical"]["key"]
+    bass = next(s for s in manifest["stems"] if s["stem"] == "bass")
+    assert bass["in_key"] == in_key["bass"]
+    assert in_key["bass"] is None or 0.0 <= in_key["bass"] <= 1.0
+    clash = any("may clash" in w for w in bass["warnings"])
+    assert clash == (in_key["bass"] is not None and in_key["bass"] < 0.8)
     assert manifest["request"]["parameters"]["engine"] == "ace_step"
     assert manifest["guide"] is None
     assert manifest["musical"]["target_bpm"] == 112.0

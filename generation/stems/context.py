@@ -90,7 +90,15 @@ def finish_part(audio: np.ndarray, sr: int, stem: Stem, plan: GridPlan) -> Finis
     staged = gain_stage(fitted, sr, stem)
     loudness, peak = measure(staged, sr)
     in_key, clash = harmony_check(staged, sr, stem, plan)
-    return FinishedStem(staged, None, 1.0, loudness, peak, warnings + clash, in_key)
+    return FinishedStem(
+        audio=staged,
+        detected_bpm=None,
+        stretch_ratio=1.0,
+        loudness_lufs=loudness,
+        true_peak_dbtp=peak,
+        warnings=warnings + clash,
+        in_key=in_key,
+    )
 
 
 def guide_batch(request: GenerationRequest, plan: GridPlan) -> ClipBatch:
@@ -202,6 +210,8 @@ def render_parts(
     for stem, seed, raw in zip(stems, seeds, audio, strict=True):
         finishing = time.perf_counter()
         finished = finish_part(raw, sample_rate, stem, plan)
+        for warning in finished.warnings:
+            logger.warning("%s %s: %s", request.generation_request_id, stem.value, warning)
         record = StemRecord(
             stem=stem.value,
             prompt=text,

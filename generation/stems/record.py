@@ -10,10 +10,13 @@ differ only in ``file`` (a name in the output folder, or the blob name) and ``bl
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class StemRecord:
     loudness_lufs: float | None = None  # integrated, after gain staging
     true_peak_dbtp: float | None = None
     # Share of its pitched sound in the set's key and chords, 0-1 (``harmony_check``);
-    # None: drums, percussion, nothing pitched, or no key.
+    # None: drums, percussion, no key, or nothing clearly pitched (silence, noise).
     in_key: float | None = None
     # What a melody checkpoint followed: "upload" (the uploaded track), "chords" (the
     # request's chords as a guide, ``generation.stems.chord_guide``) or None (nothing).
@@ -85,8 +88,13 @@ class StemRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StemRecord:
         """The record ``to_dict`` made; one from before ``melody_source`` (only an upload
-        could condition a stem then) says ``melody_conditioned`` instead."""
-        fields = {k: v for k, v in data.items() if k != "melody_conditioned"}
+        could condition a stem then) says ``melody_conditioned`` instead. Fields this
+        version does not know (a record from a newer worker, mid-deploy) are left out."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in data.items() if k in known}
+        unknown = sorted(set(data) - known - {"melody_conditioned"})
+        if unknown:
+            logger.debug("stem record: fields left out (from a newer version?): %s", unknown)
         if "melody_source" not in fields and data.get("melody_conditioned"):
             fields["melody_source"] = "upload"
         return cls(**{**fields, "warnings": tuple(data.get("warnings", ()))})

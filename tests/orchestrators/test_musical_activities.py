@@ -145,7 +145,8 @@ def test_finalize_writes_the_mix_and_the_musical_manifest(upload):
     assert musical["key"] == "A minor" and musical["upload"]["bpm"] == 112.0
     assert manifest["seed"] == 5 and manifest["mix"]["stems"] == ["bass", "drums"]
     for entry in manifest["stems"]:
-        assert {"detected_bpm", "stretch_ratio", "loudness_lufs", "true_peak_dbtp"} <= set(entry)
+        measured = {"detected_bpm", "stretch_ratio", "loudness_lufs", "true_peak_dbtp", "in_key"}
+        assert measured <= set(entry)
     assert manifest["warnings"][0] == "upload: something to say"
     assert result["musical"] == musical and result["warnings"] == manifest["warnings"]
 

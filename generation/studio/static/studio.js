@@ -932,7 +932,7 @@
       type: 'button', className: 'solo', 'aria-pressed': 'false', text: 'Solo', 'aria-label': `Solo ${track.name}`,
       onclick: () => { track.solo = !track.solo; applyGains(); },
     });
-    const inKey = typeof track.inKey === 'number' ? number(100 * track.inKey, 0, '% in key') : null;
+    const inKey = Number.isFinite(track.inKey) ? `${(100 * track.inKey).toFixed(0)}% in key` : null;
     const figures = [number(track.lufs, 1, 'LUFS'), number(track.peak, 1, 'dBTP'), inKey].filter(Boolean).join(' · ');
     track.link = el('a', {
       className: 'download', 'aria-disabled': 'true', text: `Download ${track.file}`, dataset: { file: track.file },

@@ -208,6 +208,41 @@ def test_nothing_pitched_or_too_short_reads_none() -> None:
     assert in_key_share(_tune()[:, : SR // 3], SR, c_major) is None  # a third of a second
 
 
+def test_noise_reads_none_not_a_chance_share() -> None:
+    # White noise's strongest pitch class is chance, frame by frame: no number, no warning.
+    rng = np.random.default_rng(0)
+    noise = (0.1 * rng.standard_normal((2, SR * 5))).astype(np.float32)
+    assert in_key_share(noise, SR, key_pitch_classes("C major")) is None
+    # A tune under noise 20 dB down (in RMS) is still read, and in the key.
+    tune = _tune()
+    hiss = rng.standard_normal(tune.shape).astype(np.float32)
+    hiss *= 0.1 * np.sqrt(np.mean(tune**2)) / np.sqrt(np.mean(hiss**2))
+    assert in_key_share(tune + hiss, SR, key_pitch_classes("C major")) >= 0.95
+
+
+def test_nan_and_vanishing_audio_read_without_error(monkeypatch) -> None:
+    # A model's NaN (in a later block) counts as silence; audio so quiet that its square
+    # underflows in float32 reads as at full level (the share does not depend on level).
+    monkeypatch.setattr(key_module, "IN_KEY_BLOCK_S", 8.0)
+    c_major = key_pitch_classes("C major")
+    broken = _tune().copy()
+    broken[:, -SR:] = np.nan
+    assert in_key_share(broken, SR, c_major) >= 0.95
+    assert in_key_share(_tune() * np.float32(1e-24), SR, c_major) >= 0.95
+
+
+def test_rendered_drum_kit_alone_reads_none(render_part) -> None:
+    audio, sr, piece = render_part("pop", 1, "drums")
+    assert piece.key is not None
+    assert in_key_share(audio, sr, key_pitch_classes(piece.key, piece.chords)) is None
+
+
+def test_pitch_classes_must_be_some_of_twelve() -> None:
+    for wrong in (set(), {12}, {-1, 3}):
+        with pytest.raises(ValueError, match="pitch classes"):
+            in_key_share(_tune(), SR, wrong)
+
+
 def test_a_short_part_is_read_too() -> None:
     # Two seconds, one bar at 120 BPM: read zero-padded, without librosa's short-input warning.
     c_major = key_pitch_classes("C major")
@@ -231,6 +266,20 @@ def test_long_audio_is_read_block_by_block_with_the_same_share(monkeypatch) -> N
     monkeypatch.setattr(key_module, "IN_KEY_BLOCK_S", 5.0)
     assert in_key_share(audio, SR, c_major) == pytest.approx(whole, abs=0.05)
     assert len(read) == 4 and max(read) <= 5 * SR  # equal blocks, none over 5 s
+
+
+def test_blocks_weigh_by_their_loudness(monkeypatch) -> None:
+    # The clashing half 30 dB down: it counts for little, in one block or in two.
+    audio = np.concatenate([_tune(), 0.03 * _tune(1)], axis=1)
+    c_major = key_pitch_classes("C major")
+    whole = in_key_share(audio, SR, c_major)
+    monkeypatch.setattr(key_module, "IN_KEY_BLOCK_S", 8.0)
+    split = in_key_share(audio, SR, c_major)
+    assert split == pytest.approx(whole, abs=0.1)
+    # The clashing half 30 dB down counts for about a third of the loud half: each block
+    # on its own scale would have made it about as much as the same half at full level.
+    level = in_key_share(np.concatenate([_tune(), _tune(1)], axis=1), SR, c_major)
+    assert min(whole, split) > 0.7 > level
 
 
 @pytest.mark.parametrize(("style", "seed", "instrument"), [("pop", 1, "bass"), ("pop", 1, "keys")])

@@ -9,6 +9,7 @@ from generation.audio import key as key_analysis
 from generation.audio.analysis import estimate_tempo
 from generation.audio.loudness import integrated_loudness, true_peak_dbtp
 from generation.request import GenerationParameters, Stem
+from generation.stems import finish as finish_module
 from generation.stems import track as track_module
 from generation.stems.context import finish_part
 from generation.stems.finish import (
@@ -17,6 +18,7 @@ from generation.stems.finish import (
     finish_stem,
     gain_stage,
     harmony_check,
+    may_clash,
 )
 from generation.stems.grid import (
     MAX_TEMPO_CORRECTION,
@@ -332,6 +334,26 @@ def test_drums_a_plan_without_key_and_silence_are_not_checked():
     keyless = plan_grid(params(duration_seconds=8))  # no seed: no key chosen
     assert keyless.key is None
     assert harmony_check(_pad(1), SR, Stem.KEYS, keyless) == (None, ())
+
+
+def test_noise_in_a_pitched_stem_is_not_called_a_clash():
+    # Hiss the model made instead of a bass line: no pitch to compare, so neither a number
+    # nor a warning (white noise's strongest pitch class, frame by frame, is chance).
+    plan = plan_grid(params(duration_seconds=8, key="C major"))
+    noise = (0.1 * np.random.default_rng(3).standard_normal((2, SR * 8))).astype(np.float32)
+    finished = finish_stem(noise, SR, Stem.BASS, plan)
+    assert finished.in_key is None
+
+
+def test_the_warning_follows_the_share_as_reported(monkeypatch):
+    # 0.796 is reported as 0.80: no warning; 0.794 as 0.79: a warning saying 79%.
+    plan = plan_grid(params(duration_seconds=8, key="C major"))
+    for share, reported, warned in ((0.796, 0.8, False), (0.794, 0.79, True)):
+        monkeypatch.setattr(finish_module, "in_key_share", lambda *a, s=share: s)
+        got, warnings = harmony_check(_pad(), SR, Stem.KEYS, plan)
+        assert got == reported and bool(warnings) is warned
+        assert may_clash(share) is warned
+    assert "only 79% of" in warnings[0]
 
 
 @pytest.mark.parametrize("stem", list(Stem))

@@ -73,6 +73,9 @@ def test_a_record_from_before_melody_source_reads_as_following_the_upload():
     assert StemRecord.from_dict({**earlier, "melody_conditioned": True}).melody_source == "upload"
     assert StemRecord.from_dict({**earlier, "melody_conditioned": False}).melody_source is None
     assert StemRecord.from_dict(earlier).in_key is None  # not checked then
+    # A record from a newer worker (mid-deploy) with a field this one does not know.
+    newer = StemRecord.from_dict({**earlier, "in_key": 0.91, "in_tune": 0.9})
+    assert (newer.stem, newer.in_key) == ("bass", 0.91) and "in_tune" not in newer.to_dict()
 
 
 def test_cli_and_service_write_the_same_manifest_but_for_where_the_files_are(
