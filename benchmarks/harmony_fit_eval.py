@@ -26,8 +26,7 @@ Two measures side by side, each turned into a verdict by a threshold:
 
 Printed: the project's reading of the two noises; then per set, for each shift, how many
 parts each measure flags, and the median; how many drum kits the project gives no number;
-then the written parts the project
-flags, by name (``--verbose``: every part).
+then the written parts the project flags, by name (``--verbose``: every part).
 """
 
 from __future__ import annotations
@@ -94,6 +93,22 @@ def noises(seconds: float = 20.0, sr: int = 44100) -> dict[str, np.ndarray]:
     }
 
 
+def render_alone(
+    instrument: pretty_midi.Instrument, bpm: float, path: Path, shift: int = 0
+) -> tuple[np.ndarray, int]:
+    """``instrument`` alone, transposed up by ``shift`` semitones, rendered to ``path``
+    once (a cache) and read: ``([samples, channels], sr)``."""
+    if not path.exists():
+        alone = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+        moved = copy.deepcopy(instrument)
+        for note in moved.notes:
+            note.pitch += shift
+        alone.instruments.append(moved)
+        render(alone, path)
+    audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    return audio, int(sr)
+
+
 def measure_set(
     which: str, musical_cache: Path, cache: Path
 ) -> tuple[list[Part], dict[str, float | None]]:
@@ -110,25 +125,14 @@ def measure_set(
         for index, instrument in enumerate(midi.instruments):
             if instrument.is_drum and instrument.notes:
                 path = cache / f"{wav.stem}-{index}-drums.wav"
-                if not path.exists():
-                    alone = pretty_midi.PrettyMIDI(initial_tempo=piece.bpm)
-                    alone.instruments.append(copy.deepcopy(instrument))
-                    render(alone, path)
-                audio, sr = sf.read(path, dtype="float32", always_2d=True)
+                audio, sr = render_alone(instrument, piece.bpm, path)
                 name = piece.name if piece.name not in kits else f"{piece.name} part {index + 1}"
                 kits[name] = in_key_share(audio.T, sr, allowed)
             if instrument.is_drum or len(instrument.notes) < MIN_NOTES:
                 continue
             for shift in SHIFTS:
                 path = cache / f"{wav.stem}-{index}-{shift}.wav"
-                if not path.exists():
-                    alone = pretty_midi.PrettyMIDI(initial_tempo=piece.bpm)
-                    moved = copy.deepcopy(instrument)
-                    for note in moved.notes:
-                        note.pitch += shift
-                    alone.instruments.append(moved)
-                    render(alone, path)
-                audio, sr = sf.read(path, dtype="float32", always_2d=True)
+                audio, sr = render_alone(instrument, piece.bpm, path, shift)
                 parts.append(
                     Part(
                         set=which,

@@ -252,7 +252,8 @@ def in_key_share(
         float(np.sqrt(np.mean(np.square(array[:, b:e].mean(axis=0, dtype=np.float64)))))
         for b, e in edges
     ]
-    if not max(rms) > 0:
+    loudest = max(rms)
+    if not loudest > 0:
         return None
     energy, pitched, inside = [], [], []
     for (begin, end), level in zip(edges, rms, strict=True):
@@ -261,14 +262,12 @@ def in_key_share(
         except ValueError:  # a silent block
             continue
         frame = notes.sum(axis=0)
-        energy.append(frame * np.log1p(100.0 * level / max(rms)) / np.log1p(100.0))
+        energy.append(frame * np.log1p(100.0 * level / loudest) / np.log1p(100.0))
         pitched.append(notes.max(axis=0) >= PEAK_OVER_MEAN * frame / 12.0)
         inside.append(allowed[np.argmax(notes, axis=0)])
     if not energy:
         return None
     weight = np.concatenate(energy)
-    if not np.any(weight > 0):
-        return None
     loud = weight >= PITCHED_FLOOR * float(weight.max())
     counted = loud & np.concatenate(pitched)
     total = float(weight[counted].sum())
