@@ -160,9 +160,9 @@ def test_generate_follows_a_track_in_bars_and_writes_the_mix(tiny_checkpoint, tm
 
 
 def test_generate_reports_what_the_followed_track_could_not_decide(tiny_checkpoint, tmp_path):
-    # Am and C in turn, a chord a second: A minor or C major cannot be told.
+    # C5 and G5 power chords in turn, a chord a second: no third, so C major or C minor.
     track = tmp_path / "pad.wav"
-    pad = chord_pad([(45, 57, 60, 64), (48, 55, 60, 64)] * 4, 1.0)
+    pad = chord_pad([(48, 55, 60, 67), (43, 50, 55, 62)] * 4, 1.0)
     track.write_bytes(encode_audio(pad, SR, OutputFormat.WAV))
     out = tmp_path / "out"
     result = run_cli(
