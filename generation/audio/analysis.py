@@ -9,10 +9,10 @@ in seconds, tempi in beats per minute of the beat unit the caller counts in.
   with its confidences and warnings.
 - ``locate_downbeat``: the attack of a known approximate downbeat (used after a time
   stretch has moved it): the strongest fine onset within 30 ms, back to where it starts.
-- ``estimate_key``: ``generation.audio.key.estimate_key`` (tuning-corrected constant-Q
-  chroma of the harmonic part; which pitch classes sound second by second under
-  Temperley's Bayesian key model, plus the bass-weighted chroma's correlation with the
-  Albrecht-Shanahan profiles).
+- ``estimate_key``: ``generation.audio.key.estimate_key`` (the notes of the harmonic part,
+  transcribed from its tuning-corrected constant-Q spectrum; which pitch classes sound
+  second by second under Temperley's Bayesian key model, plus the bass-weighted chroma's
+  correlation with the Albrecht-Shanahan profiles).
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ QUIET_BASS = 0.05  # a bass register under this fraction of the middle's energy 
 WHITEN_BINS = 11  # constant-Q bins (a third of a semitone each): the floor's median window
 # The note shapes of the transcription: the k-th harmonic of a note at NOTE_DECAY ** (k - 1)
 # of its fundamental, up to NOTE_HARMONICS (Mauch & Dixon's default shape). Measured in
-# benchmarks/RESULTS.md (eighth round): 0.6-0.8 read the keys alike, 0.7 the chords best.
+# benchmarks/RESULTS.md (eighth round): 0.6-0.8 read the chords alike, 0.7 the keys best.
 NOTE_DECAY = 0.7
 NOTE_HARMONICS = 20
 
@@ -103,8 +103,8 @@ PRESENCE_PROFILES = (
 SEGMENT_S = 1.0  # seconds: the presence model's segment
 # A pitch class is present at this fraction of its segment's strongest. Read from the
 # transcribed notes (overtones given back to their notes), 0.25-0.4 read the development
-# sets' keys alike and 0.35 best; 0.5, right for the spectrum's own chroma, loses 0.04
-# (benchmarks/RESULTS.md, eighth round).
+# sets' keys at 0.950-0.972 (0.35 and 0.4 tie at the best); 0.5, right for the spectrum's
+# own chroma, reads 0.932 (benchmarks/RESULTS.md, eighth round).
 PRESENT = 0.35
 QUIET = 0.05  # segments below this fraction of the loudest segment's peak are left out
 # Weight of the profile correlation (range -1..1) against the mean log-likelihood per
@@ -115,9 +115,10 @@ PROFILE_WEIGHT = 2.0
 # plus PROFILE_WEIGHT x correlation) that counts as full confidence: the median margin on
 # the evaluation set (benchmarks/musical_eval.py) is about 1 (1.2 on the development sets).
 CONFIDENT_MARGIN = 1.0
-# Below this confidence the key is reported as uncertain. Measured on the evaluation's 102
-# pieces with a key (benchmarks/RESULTS.md, eighth round): 15 of the 99 right keys; the
-# three wrong ones are wrong by margins of 0.8-2.1 (every peer reads them the same way).
+# Below this confidence the key is reported as uncertain. Chosen for the spectrum's chroma
+# (seventh round: 7 of the 9 wrong keys flagged) and kept: on the transcribed notes
+# (eighth round) it flags 15 of the 99 right keys and none of the three wrong ones,
+# whose margins (0.8-2.1) no threshold could flag without flagging most right keys.
 LOW_CONFIDENCE = 0.5
 # ``in_key_share`` reads this many seconds at a time, so its memory stays bounded (a 300 s
 # stem); each block weighs by its RMS, so a quiet stretch counts less than a loud one.
@@ -176,7 +177,8 @@ class HarmonicChroma:
     """Chroma of the harmonic part, C first: ``bass`` ``[12, frames]`` over C2-B3,
     ``middle`` ``[12, frames]`` over C3-B6 (chords and melody, above the bass and below
     most overtones) and ``notes`` ``[12, frames]`` over C2-B6 (bass and middle, each octave
-    once), log-compressed and whitened; ``times_s`` each frame's centre (seconds);
+    once): the loudness of the notes ``transcribe`` finds in the log-compressed, whitened
+    spectrum, summed by pitch class; ``times_s`` each frame's centre (seconds);
     ``tuning_cents`` the deviation from A440 the bins were shifted by."""
 
     times_s: np.ndarray
@@ -242,7 +244,9 @@ def note_shapes() -> np.ndarray:
             shapes[low, note] += NOTE_DECAY ** (k - 1) * (1.0 - share)
             if low + 1 < SPECTRUM_BINS:
                 shapes[low + 1, note] += NOTE_DECAY ** (k - 1) * share
-    return shapes / np.linalg.norm(shapes, axis=0)
+    shapes /= np.linalg.norm(shapes, axis=0)
+    shapes.setflags(write=False)  # shared by every caller (cached)
+    return shapes
 
 
 def transcribe(spectrum: np.ndarray) -> np.ndarray:
@@ -253,7 +257,8 @@ def transcribe(spectrum: np.ndarray) -> np.ndarray:
     shapes = note_shapes()
     notes = np.zeros((NOTES, spectrum.shape[1]))
     unsettled = 0
-    for frame in np.flatnonzero(spectrum.any(axis=0)):
+    sounding = np.flatnonzero(spectrum.any(axis=0))
+    for frame in sounding:
         try:
             notes[:, frame] = nnls(
                 shapes, spectrum[:, frame].astype(np.float64), maxiter=10 * NOTES
@@ -262,9 +267,9 @@ def transcribe(spectrum: np.ndarray) -> np.ndarray:
             unsettled += 1
     if unsettled:
         logger.warning(
-            "transcription: %d of %d frames unsettled, read as silence",
+            "transcription: %d of %d sounding frames unsettled, read as silence",
             unsettled,
-            spectrum.shape[1],
+            sounding.size,
         )
     return notes
 
