@@ -46,6 +46,11 @@ def chord_pad(chords, seconds_each=1.0, sr=SR):
     return (0.2 * audio / np.max(np.abs(audio)))[np.newaxis, :].astype(np.float32)
 
 
+# C5 and G5 power chords (MIDI notes, for ``chord_pad``): no third, so their key is C major
+# or C minor (or G, the other root), which the notes cannot decide.
+POWER_CHORDS = [(48, 55, 60, 67), (43, 50, 55, 62)]
+UNDECIDED_KEYS = {"C major", "C minor", "G major", "G minor"}
+
 DEMO_BPM = 112.0
 DEMO_KEY = "A minor"
 

@@ -5,8 +5,8 @@ The grammar (what ``parameters.chords`` accepts and what ``estimate_chords`` wri
 
 ``estimate_chords``, per bar (from its downbeat for one bar length), from the chroma of the
 notes of the harmonic part (``generation.audio.key.harmonic_chroma``, overtones given back
-to the notes that sound them), each step compared with chord
-templates by cosine, simpler chords winning near-ties:
+to the notes that sound them), each step compared with chord templates by cosine, simpler
+chords winning near-ties:
 
 1. The chord, among every root and quality, from ``HarmonicChroma.profile`` (what the
    key's correlation reads too): the middle register, where chords sit, plus the bass

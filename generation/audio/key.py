@@ -23,8 +23,8 @@ up that turned minor chords major and pulled keys towards their dominant.
   with a major and a minor profile (Albrecht & Shanahan).
 - Which pitch classes sound at all, second by second (Temperley's Bayesian key finder):
   in each one-second segment a pitch class is present when it reaches ``PRESENT`` of the
-  segment's strongest, and each key gives every pitch class a probability of being present (the
-  Kostka-Payne profiles). The mean log-likelihood per segment is the score. Counting
+  segment's strongest, and each key gives every pitch class a probability of being present
+  (the Kostka-Payne profiles). The mean log-likelihood per segment is the score. Counting
   presence rather than energy keeps a long stretch in the dominant, or a held overtone,
   from outweighing the rest: a chorale excerpt that moves to the dominant keeps its key.
 
@@ -255,14 +255,13 @@ def transcribe(spectrum: np.ndarray) -> np.ndarray:
     (least squares). A frame the solver cannot settle (none on the evaluation) is read as
     silence and logged."""
     shapes = note_shapes()
+    spectrum = np.asarray(spectrum, dtype=np.float64)  # the solver's precision, cast once
     notes = np.zeros((NOTES, spectrum.shape[1]))
     unsettled = 0
     sounding = np.flatnonzero(spectrum.any(axis=0))
     for frame in sounding:
         try:
-            notes[:, frame] = nnls(
-                shapes, spectrum[:, frame].astype(np.float64), maxiter=10 * NOTES
-            )[0]
+            notes[:, frame] = nnls(shapes, spectrum[:, frame], maxiter=10 * NOTES)[0]
         except RuntimeError:  # the iteration limit: leave the frame silent
             unsettled += 1
     if unsettled:
